@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The Windows backend on a Debian/Ubuntu machine: cross-builds cmio, its
+# conformance suite and the echo example with MinGW-w64 and runs them under
+# Wine (64-bit). Runs as root (or with sudo) with no stdin; installs what is
+# missing with apt-get.
+#
+#   .ci/wine.sh                          everything, caches in $TMPDIR/cmio-wine
+#   CMIO_WINE_CACHE=dir .ci/wine.sh      caches elsewhere (never inside the repo)
+#   CTEST_ARGS="-R modes" .ci/wine.sh    a subset of the suite
+#
+# cmocka for Windows is cross-built from Debian's own source package,
+# fetched with a private apt state under the cache (the system's sources
+# and lists are left alone). A pass under Wine is strong evidence for the
+# AFD code, not proof: Wine re-implements AFD.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+. scripts/deps.sh
+
+cache=${CMIO_WINE_CACHE:-${TMPDIR:-/tmp}/cmio-wine}
+build=${BUILD_DIR:-$cache/build}
+toolchain=$repo/cmake/mingw-w64-x86_64.cmake
+case "$cache/" in "$repo"/*) echo "CMIO_WINE_CACHE must be outside the repository" >&2; exit 2 ;; esac
+mkdir -p "$cache"
+
+echo "=== tools ==="
+cmio_need_packages cmake make mingw-w64 wine wine64 dpkg-dev xz-utils ca-certificates
+
+echo "=== cmocka for MinGW-w64 (Debian source package) ==="
+cmocka=$cache/cmocka
+if [ ! -f "$cmocka/lib/libcmocka-static.a" ]; then
+  apt_dir=$cache/apt
+  rm -rf "$apt_dir" "$cache/cmocka-src" "$cache/cmocka-build"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/parts" "$cache/cmocka-src"
+  # The system's main Debian (or Ubuntu) suite, as a deb-src line.
+  apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' |
+    awk '$3 == "main" && $2 !~ /-/ { print "deb-src " $1 " " $2 " main"; exit }' >"$apt_dir/sources.list"
+  [ -s "$apt_dir/sources.list" ] || { echo "no main apt suite found to fetch cmocka's source from" >&2; exit 1; }
+  apt_private=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/parts"
+               -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+  apt-get -qq "${apt_private[@]}" update </dev/null
+  (cd "$cache/cmocka-src" && apt-get -qq "${apt_private[@]}" source cmocka </dev/null >/dev/null 2>&1)
+  src=$(find "$cache/cmocka-src" -mindepth 1 -maxdepth 1 -type d -name 'cmocka-*' | head -n1)
+  [ -n "$src" ] || { echo "apt-get source cmocka gave no source tree" >&2; exit 1; }
+  cmake -S "$src" -B "$cache/cmocka-build" -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DCMAKE_BUILD_TYPE=Release \
+        -DWITH_STATIC_LIB=ON -DWITH_EXAMPLES=OFF -DUNIT_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$cmocka" >/dev/null
+  cmake --build "$cache/cmocka-build" -j2 >/dev/null
+  cmake --install "$cache/cmocka-build" >/dev/null
+fi
+echo "cmocka: $cmocka/lib/libcmocka-static.a"
+
+echo "=== cmio for Windows (MinGW-w64, warnings as errors) ==="
+# The static archive is named explicitly: cmocka's installed CMake package
+# points MinGW at the import library of its DLL instead.
+cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMIO_WERROR=ON -DCMIO_BUILD_TESTS=ON -DCMIO_BUILD_EXAMPLES=ON \
+      -DCMOCKA_INCLUDE_DIR="$cmocka/include" -DCMOCKA_LIBRARY="$cmocka/lib/libcmocka-static.a" \
+      -DCMAKE_CROSSCOMPILING_EMULATOR=wine ${CMIO_CMAKE_ARGS:-} >/dev/null
+cmake --build "$build" -j2
+
+echo "=== Wine ==="
+export WINEPREFIX=$cache/wineprefix WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+unset DISPLAY
+if [ ! -d "$WINEPREFIX" ]; then
+  wineboot -i </dev/null >/dev/null 2>&1 # creates the prefix: ~8 s, ~700 MB
+  wineserver -w
+fi
+# A persistent wineserver, warmed up once: otherwise every test pays for
+# starting it, and its helper processes hold ctest's output pipe open.
+wineserver -p
+trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
+wine cmd /c exit 0 </dev/null >/dev/null 2>&1
+wine cmd /c ver </dev/null 2>/dev/null | tr -d '\r' | grep . || true
+
+echo "=== conformance suite under Wine ==="
+(cd "$build" && ctest --output-on-failure --timeout 300 ${CTEST_ARGS:-} </dev/null)
+
+if [ -f "$build/examples/echo_server.exe" ] && [ -f examples/demo.sh ]; then
+  echo "=== echo server and client under Wine ==="
+  CMIO_DEMO_RUNNER=wine bash examples/demo.sh "$build" </dev/null
+fi

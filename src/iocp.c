@@ -365,6 +365,17 @@ static int feed(struct cmio__sel *s, void *buf, ULONG n)
     OVERLAPPED_ENTRY *entries = buf;
     cmio_event *events = buf;
     int count = 0;
+    /* Watchers first: a socket closed without deregistering may have an
+     * answer from before its close in the same batch, and must not be
+     * reported after the caller closed it. Their entries are then spent
+     * (the socket may be freed), so they are turned into nudges. */
+    for (ULONG i = 0; i < n; i++) {
+        struct cmio__op *op = (struct cmio__op *)(void *)entries[i].lpOverlapped;
+        if ((entries[i].lpCompletionKey & CMIO__KEY_KIND) == CMIO__KEY_AFD && cmio__op_is_watcher(op)) {
+            cmio__sock_feed(s, op, NULL);
+            entries[i].lpCompletionKey = CMIO__KEY_NUDGE;
+        }
+    }
     for (ULONG i = 0; i < n; i++) {
         OVERLAPPED_ENTRY e = entries[i];
         switch (e.lpCompletionKey & CMIO__KEY_KIND) {

@@ -262,8 +262,11 @@ struct conn {
     bool connected;
     bool may_read;       /* no would-block from recv since the last event */
     bool may_write;
-    bool last;           /* the message in flight is the last one */
+    bool idle;           /* echo complete; the next message starts next turn */
+    bool last;           /* the message in flight (or the next) is the last */
     bool shut;           /* our sending side is shut down */
+    bool queued;         /* on the run queue */
+    size_t next_ready;   /* run queue link */
 };
 
 struct client {
@@ -274,10 +277,32 @@ struct client {
     size_t nconns, open, finished;
     size_t size;
     bool stopping;
+    /* Connections that finished a message: each gets one message per turn,
+     * so that a connection whose echoes come back fast cannot keep the loop
+     * to itself and starve the others (which would skew the latencies). In
+     * edge mode no event will come for them, so they are run again after
+     * the next non-blocking wait. */
+    size_t runq_head, runq_tail;
     unsigned char *scratch;
     unsigned long long messages, verified;
     struct histogram hist;
 };
+
+#define NO_CONN SIZE_MAX
+
+static void runq_push(struct client *cl, struct conn *c)
+{
+    if (c->queued)
+        return;
+    c->queued = true;
+    c->next_ready = NO_CONN;
+    size_t i = (size_t)(c - cl->conns);
+    if (cl->runq_tail != NO_CONN)
+        cl->conns[cl->runq_tail].next_ready = i;
+    else
+        cl->runq_head = i;
+    cl->runq_tail = i;
+}
 
 static void conn_start_message(struct client *cl, struct conn *c)
 {
@@ -401,7 +426,7 @@ static int conn_recv(struct client *cl, struct conn *c)
         hist_add(&cl->hist, now_ns() - c->started);
         cl->messages++;
         if (!c->last)
-            conn_start_message(cl, c);
+            c->idle = true;
     }
     return 1;
 }
@@ -415,6 +440,10 @@ static int conn_run(struct client *cl, struct conn *c)
             return rc;
         c->connected = true;
         c->may_read = c->may_write = true;
+        c->idle = true;
+    }
+    if (c->idle) {
+        c->idle = false;
         conn_start_message(cl, c);
     }
     for (;;) {
@@ -438,6 +467,10 @@ static int conn_run(struct client *cl, struct conn *c)
                 return -1;
             if (c->fd == CMIO_INVALID_FD)
                 return 0; /* finished */
+            if (c->idle) {
+                runq_push(cl, c); /* its turn is over */
+                return 0;
+            }
             progress |= rc;
         }
         if (!progress)
@@ -454,9 +487,8 @@ static int client_stop(struct client *cl)
         if (c->fd == CMIO_INVALID_FD)
             continue;
         c->last = true;
-        /* A connection whose echo is complete has a new message in flight
-         * that is not sent yet; nothing to do until it is. */
-        if (c->connected && conn_run(cl, c) < 0)
+        /* Shuts down sending now if the message in flight is fully sent. */
+        if (c->connected && !c->idle && conn_run(cl, c) < 0)
             return -1;
     }
     return 0;
@@ -541,7 +573,10 @@ static int client_run(struct client *cl, int64_t duration_ns)
         int64_t until = cl->stopping ? deadline + DRAIN_NS : deadline;
         if (next_report < until)
             until = next_report;
-        int n = cmio_poll_wait(cl->poll, cl->events, until > now ? until - now : 0);
+        int64_t timeout = until > now ? until - now : 0;
+        if (cl->runq_head != NO_CONN)
+            timeout = 0;
+        int n = cmio_poll_wait(cl->poll, cl->events, timeout);
         if (n == -EINTR)
             continue;
         if (n < 0) {
@@ -556,6 +591,17 @@ static int client_run(struct client *cl, int64_t duration_ns)
             /* Let send and recv decide: the other event flags are hints. */
             c->may_read = c->may_write = true;
             if (conn_run(cl, c) < 0)
+                return -1;
+        }
+        /* The connections queued before this round; those that queue
+         * themselves again wait for the next one. */
+        size_t i = cl->runq_head;
+        cl->runq_head = cl->runq_tail = NO_CONN;
+        while (i != NO_CONN) {
+            struct conn *c = &cl->conns[i];
+            i = c->next_ready;
+            c->queued = false;
+            if (c->fd != CMIO_INVALID_FD && conn_run(cl, c) < 0)
                 return -1;
         }
     }
@@ -614,6 +660,7 @@ static int client_init(struct client *cl)
         return -1;
     }
     cl->reg = cmio_poll_registry(cl->poll);
+    cl->runq_head = cl->runq_tail = NO_CONN;
     return 0;
 }
 

@@ -277,12 +277,16 @@ __attribute__((format(printf, 1, 2)))
 #endif
 static void log_msg(const char *fmt, ...)
 {
+    /* One write per line: stderr is unbuffered, and lines from a loaded
+     * server should neither interleave nor cost three system calls. */
+    char line[256] = "echo_server: ";
+    size_t used = strlen(line);
     va_list ap;
     va_start(ap, fmt);
-    fputs("echo_server: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line + used, sizeof(line) - used - 1, fmt, ap);
     va_end(ap);
+    strcat(line, "\n");
+    fputs(line, stderr);
 }
 
 static cmio_token conn_token(const struct server *s, const struct conn *c)
@@ -715,7 +719,7 @@ static int listen_on(const char *host, const char *port, cmio_fd *out, char *des
     }
     freeaddrinfo(res);
     if (fd == CMIO_INVALID_FD) {
-        log_msg("cannot listen on %s: %s", host, sock_strerror(err));
+        log_msg("cannot listen on %s port %s: %s", host, port, sock_strerror(err));
         return -1;
     }
 

@@ -25,6 +25,9 @@
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* MSG_NOSIGNAL and POSIX declarations under -std=c11 */
 #endif
+#if defined(__MINGW32__) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1 /* C99 printf (%zu, %llu) instead of msvcrt's */
+#endif
 
 #include <errno.h>
 #include <signal.h>
@@ -159,7 +162,9 @@ static int64_t now_ns(void)
 }
 #endif
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+__attribute__((format(gnu_printf, 1, 2)))
+#elif defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
 static void log_msg(const char *fmt, ...)

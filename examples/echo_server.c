@@ -41,6 +41,9 @@
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* accept4, MSG_NOSIGNAL and POSIX declarations under -std=c11 */
 #endif
+#if defined(__MINGW32__) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1 /* C99 printf (%zu, %llu) instead of msvcrt's */
+#endif
 
 #include <errno.h>
 #include <signal.h>
@@ -93,7 +96,6 @@
 #define SOCK_WOULDBLOCK(e) ((e) == WSAEWOULDBLOCK)
 #define SOCK_INTR(e) ((e) == WSAEINTR)
 #define SOCK_NO_DESCRIPTORS(e) ((e) == WSAEMFILE || (e) == WSAENOBUFS)
-#define SHUT_WR SD_SEND
 #define SEND_FLAGS 0
 
 static int sock_error(void)
@@ -272,7 +274,9 @@ struct server {
     size_t peak;
 };
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+__attribute__((format(gnu_printf, 1, 2)))
+#elif defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
 static void log_msg(const char *fmt, ...)

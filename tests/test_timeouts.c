@@ -41,10 +41,19 @@ static void thread_join(test_thread t)
     CloseHandle(t);
 }
 static void thread_yield(void) { SwitchToThread(); }
+static int64_t thread_cpu_ns(void)
+{
+    FILETIME created, exited, kernel, user;
+    GetThreadTimes(GetCurrentThread(), &created, &exited, &kernel, &user);
+    uint64_t k = ((uint64_t)kernel.dwHighDateTime << 32) | kernel.dwLowDateTime;
+    uint64_t u = ((uint64_t)user.dwHighDateTime << 32) | user.dwLowDateTime;
+    return (int64_t)(k + u) * 100;
+}
 #else
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <time.h>
 typedef pthread_t test_thread;
 #define THREAD_MAIN(name) static void *name(void *arg)
 #define THREAD_END return NULL
@@ -54,6 +63,12 @@ static void thread_start(test_thread *t, void *(*fn)(void *), void *arg)
 }
 static void thread_join(test_thread t) { assert_int_equal(pthread_join(t, NULL), 0); }
 static void thread_yield(void) { sched_yield(); }
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    assert_int_equal(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 #endif
 
 /* An idle connection registered for reading: the queue watches something
@@ -229,38 +244,47 @@ THREAD_MAIN(act_later)
 }
 
 /* Waits with `timeout` while another thread acts LATER_MS from now; the
- * wait must last until then and end with the event for `token`. */
+ * wait must last until then, end with the event for `token`, and block
+ * meanwhile: a timeout turned into 0 by a wrapping conversion, and retried
+ * until the deadline, would spin instead. */
 static void wait_until_later(test_ctx *c, later_job *j, int64_t timeout, cmio_token token)
 {
     cmio__atomic_store(&j->go, 0);
     test_thread t;
     thread_start(&t, act_later, j);
     int64_t start = test_now_ns();
+    int64_t cpu_start = thread_cpu_ns();
     cmio__atomic_store(&j->go, 1);
     int n = cmio_poll_wait(c->poll, c->events, timeout);
+    int64_t cpu = thread_cpu_ns() - cpu_start;
     int64_t elapsed = test_now_ns() - start;
     thread_join(t);
 
     assert_int_equal(j->rc, 0);
     if (n < 1)
         fail_msg("a wait of %lld ns returned %d (%s) after %lld ns", (long long)timeout, n,
-                 cmio_strerror(n), (long long)elapsed);
+                 n < 0 ? cmio_strerror(n) : "no event", (long long)elapsed);
     assert_int_equal(cmio_event_token(cmio_events_get(c->events, 0)), token);
     assert_true(cmio_event_is_readable(cmio_events_get(c->events, 0)));
     assert_true(elapsed >= LATER_MS * MS);
+    if (cpu > elapsed / 2)
+        fail_msg("a wait of %lld ns used %lld ms of CPU in %lld ms", (long long)timeout,
+                 (long long)(cpu / MS), (long long)(elapsed / MS));
 }
 
 static void huge_timeout_waits_for_event(void **state)
 {
     test_ctx *c = *state;
     /* Values that overflow a millisecond int, a deadline computed as
-     * now + timeout, or a 32-bit count of milliseconds. */
+     * now + timeout, or a 32-bit count of milliseconds (2^32 ms truncates
+     * to 0). */
     static const int64_t timeouts[] = {
         INT64_MAX,
         INT64_MAX - 1,
         (int64_t)INT_MAX * MS + 1,
         ((int64_t)INT_MAX + 1) * MS,
         (int64_t)UINT32_MAX * MS,
+        ((int64_t)1 << 32) * MS,
         (int64_t)UINT32_MAX * MS * 1000,
         (int64_t)1 << 62,
     };
@@ -366,8 +390,8 @@ static void signal_interrupts_wait(void **state)
         thread_join(t);
 
         if (rc != -EINTR)
-            fail_msg("timeout %lld ns: a signal gave %d (%s), not -EINTR", (long long)timeouts[i],
-                     rc, cmio_strerror(rc));
+            fail_msg("timeout %lld ns: the signal gave %d (%s), not -EINTR",
+                     (long long)timeouts[i], rc, rc < 0 ? cmio_strerror(rc) : "events");
         assert_true(handler_runs >= 1);
         assert_int_equal(cmio_events_len(c->events), 0);
         assert_null(cmio_events_get(c->events, 0));

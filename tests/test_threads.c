@@ -6,53 +6,17 @@
  * produce an event for a registration whose deregister had returned before
  * the wait started.
  *
- * Helper threads never call cmocka assertions (a failure there would jump
- * into the main thread's stack): they record the first problem they see,
- * and the main thread reports it once they are joined.
+ * The churning threads, and the main thread while they run, record the
+ * first problem they see (record_failure); it is reported once they are
+ * joined.
  */
-#include "helpers.h"
+#include "thread_helpers.h"
 
 #include <limits.h>
 #include <stdlib.h>
 
-#include "../src/atomic.h"
-
 #define WAIT (5000 * MS)
 #define QUIET (100 * MS)
-
-/* ------------------------------------------------------------------------ */
-/* Threads: pthreads on POSIX, Win32 threads on Windows                     */
-/* ------------------------------------------------------------------------ */
-
-#ifdef _WIN32
-#include <windows.h>
-typedef HANDLE test_thread;
-#define THREAD_MAIN(name) static DWORD WINAPI name(LPVOID arg)
-#define THREAD_END return 0
-static void thread_start(test_thread *t, LPTHREAD_START_ROUTINE fn, void *arg)
-{
-    *t = CreateThread(NULL, 0, fn, arg, 0, NULL);
-    assert_non_null(*t);
-}
-static void thread_join(test_thread t)
-{
-    assert_int_equal(WaitForSingleObject(t, INFINITE), WAIT_OBJECT_0);
-    CloseHandle(t);
-}
-static void thread_yield(void) { SwitchToThread(); }
-#else
-#include <pthread.h>
-#include <sched.h>
-typedef pthread_t test_thread;
-#define THREAD_MAIN(name) static void *name(void *arg)
-#define THREAD_END return NULL
-static void thread_start(test_thread *t, void *(*fn)(void *), void *arg)
-{
-    assert_int_equal(pthread_create(t, NULL, fn, arg), 0);
-}
-static void thread_join(test_thread t) { assert_int_equal(pthread_join(t, NULL), 0); }
-static void thread_yield(void) { sched_yield(); }
-#endif
 
 static cmio__atomic failures;
 static char first_failure[256];
@@ -95,18 +59,18 @@ typedef struct {
     int rc;
 } reg_job;
 
-THREAD_MAIN(register_later)
+static TEST_THREAD_MAIN(register_later)
 {
     reg_job *j = arg;
     while (cmio__atomic_load(&j->go) == 0)
-        thread_yield();
+        test_thread_yield();
     test_sleep_ms(100);
     j->at = test_now_ns();
     if (j->reregister)
         j->rc = cmio_registry_reregister(j->clone, j->fd, j->token, CMIO_WRITABLE | CMIO_ONESHOT);
     else
         j->rc = cmio_registry_register(j->clone, j->fd, j->token, CMIO_WRITABLE);
-    THREAD_END;
+    TEST_THREAD_END;
 }
 
 /* Waits (bounded) while another thread registers j->fd through a clone;
@@ -114,12 +78,12 @@ THREAD_MAIN(register_later)
 static void wait_while_other_thread_registers(test_ctx *c, reg_job *j)
 {
     test_thread t;
-    thread_start(&t, register_later, j);
+    test_thread_start(&t, register_later, j);
     int64_t start = test_now_ns();
     cmio__atomic_store(&j->go, 1);
     int n = cmio_poll_wait(c->poll, c->events, WAIT);
     int64_t end = test_now_ns();
-    thread_join(t);
+    test_thread_join(t);
 
     assert_int_equal(j->rc, 0);
     if (n < 1)
@@ -188,17 +152,17 @@ typedef struct {
     int other_rc; /* anything else its wait returned, but 0 */
 } busy_job;
 
-THREAD_MAIN(second_waiter)
+static TEST_THREAD_MAIN(second_waiter)
 {
     busy_job *j = arg;
     cmio_events *ev;
     if (cmio_events_new(&ev, 4) != 0) {
         record_failure("cmio_events_new failed");
         cmio_waker_wake(j->waker);
-        THREAD_END;
+        TEST_THREAD_END;
     }
     while (cmio__atomic_load(&j->go) == 0)
-        thread_yield();
+        test_thread_yield();
     /* Until the main thread is inside its wait, this wait gets in first
      * (and finds nothing); once it is, this one is refused. */
     for (int i = 0; i < 400 && !j->busy && j->other_rc == 0; i++) {
@@ -213,7 +177,7 @@ THREAD_MAIN(second_waiter)
     cmio_events_free(ev);
     if (cmio_waker_wake(j->waker) != 0)
         record_failure("cmio_waker_wake failed");
-    THREAD_END;
+    TEST_THREAD_END;
 }
 
 static void second_waiter_gets_ebusy(void **state)
@@ -224,14 +188,14 @@ static void second_waiter_gets_ebusy(void **state)
     j.poll = c->poll;
     assert_int_equal(cmio_waker_new(c->reg, 6, &j.waker), 0);
     test_thread t;
-    thread_start(&t, second_waiter, &j);
+    test_thread_start(&t, second_waiter, &j);
     cmio__atomic_store(&j.go, 1);
     int n;
     /* The other thread's zero-timeout waits may hold the poll for an
      * instant: then this one is the refused one, and tries again. */
     while ((n = cmio_poll_wait(c->poll, c->events, WAIT)) == -EBUSY)
-        thread_yield();
-    thread_join(t);
+        test_thread_yield();
+    test_thread_join(t);
     check_no_failures();
     assert_int_equal(j.other_rc, 0);
     assert_true(j.busy);
@@ -337,7 +301,7 @@ static void churn_one(struct churn *ch, cmio_registry *r, int s, long gen)
     EXPECT_RC(cmio_registry_rearm(r, cs->fd, CMIO_READABLE), 0);
 }
 
-THREAD_MAIN(churn_thread)
+static TEST_THREAD_MAIN(churn_thread)
 {
     struct churner *me = arg;
     struct churn *ch = me->ch;
@@ -352,11 +316,11 @@ THREAD_MAIN(churn_thread)
             cmio__atomic_store(&ch->stop, 1);
         }
         if (gen % 8 == 0)
-            thread_yield();
+            test_thread_yield();
     }
     me->generations = gen;
     cmio__atomic_fetch_add(&ch->running, -1);
-    THREAD_END;
+    TEST_THREAD_END;
 }
 
 /* Checks one event of the waiting thread against what the churners had
@@ -411,7 +375,7 @@ static void churn_from_several_threads(void **state)
     ch->end = test_now_ns() + CHURN_MS * MS;
     cmio__atomic_store(&ch->running, CHURNERS);
     for (int i = 0; i < CHURNERS; i++)
-        thread_start(&threads[i], churn_thread, &who[i]);
+        test_thread_start(&threads[i], churn_thread, &who[i]);
 
     long wakes = 0, events = 0, waits = 0;
     while (cmio__atomic_load(&ch->running) > 0) {
@@ -436,7 +400,7 @@ static void churn_from_several_threads(void **state)
         }
     }
     for (int i = 0; i < CHURNERS; i++)
-        thread_join(threads[i]);
+        test_thread_join(threads[i]);
     check_no_failures();
     print_message("[          ] %ld waits, %ld events, %ld wakes; generations per thread: %ld %ld "
                   "%ld %ld\n",

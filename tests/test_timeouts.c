@@ -8,68 +8,13 @@
  *
  * Lower bounds are exact. Upper bounds are generous: these are shared,
  * noisy machines, and tests also run under valgrind.
- *
- * Helper threads never call cmocka assertions; they record what they did
- * and the main thread checks it after joining them.
  */
-#include "helpers.h"
+#include "thread_helpers.h"
 
 #include <limits.h>
 
-#include "../src/atomic.h"
-
 #define WAIT (5000 * MS)
 #define SLACK (50 * MS) /* how late the best of several waits may be */
-
-/* ------------------------------------------------------------------------ */
-/* Threads: pthreads on POSIX, Win32 threads on Windows                     */
-/* ------------------------------------------------------------------------ */
-
-#ifdef _WIN32
-#include <windows.h>
-typedef HANDLE test_thread;
-#define THREAD_MAIN(name) static DWORD WINAPI name(LPVOID arg)
-#define THREAD_END return 0
-static void thread_start(test_thread *t, LPTHREAD_START_ROUTINE fn, void *arg)
-{
-    *t = CreateThread(NULL, 0, fn, arg, 0, NULL);
-    assert_non_null(*t);
-}
-static void thread_join(test_thread t)
-{
-    assert_int_equal(WaitForSingleObject(t, INFINITE), WAIT_OBJECT_0);
-    CloseHandle(t);
-}
-static void thread_yield(void) { SwitchToThread(); }
-static int64_t thread_cpu_ns(void)
-{
-    FILETIME created, exited, kernel, user;
-    GetThreadTimes(GetCurrentThread(), &created, &exited, &kernel, &user);
-    uint64_t k = ((uint64_t)kernel.dwHighDateTime << 32) | kernel.dwLowDateTime;
-    uint64_t u = ((uint64_t)user.dwHighDateTime << 32) | user.dwLowDateTime;
-    return (int64_t)(k + u) * 100;
-}
-#else
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-#include <time.h>
-typedef pthread_t test_thread;
-#define THREAD_MAIN(name) static void *name(void *arg)
-#define THREAD_END return NULL
-static void thread_start(test_thread *t, void *(*fn)(void *), void *arg)
-{
-    assert_int_equal(pthread_create(t, NULL, fn, arg), 0);
-}
-static void thread_join(test_thread t) { assert_int_equal(pthread_join(t, NULL), 0); }
-static void thread_yield(void) { sched_yield(); }
-static int64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    assert_int_equal(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-#endif
 
 /* An idle connection registered for reading: the queue watches something
  * that never becomes ready. */
@@ -164,7 +109,7 @@ typedef struct {
 /* Registers, changes and deregisters a source that never becomes ready,
  * over and over: on backends that must interrupt their wait to take a new
  * registration into account, each of these is an internal wake-up. */
-THREAD_MAIN(poke_registrations)
+static TEST_THREAD_MAIN(poke_registrations)
 {
     poke_job *j = arg;
     while (cmio__atomic_load(&j->done) == 0 && j->bad_rc == 0) {
@@ -180,7 +125,7 @@ THREAD_MAIN(poke_registrations)
         j->rounds++;
         test_sleep_ms(2);
     }
-    THREAD_END;
+    TEST_THREAD_END;
 }
 
 static void timed_wait_absorbs_empty_wakeups(void **state)
@@ -194,14 +139,14 @@ static void timed_wait_absorbs_empty_wakeups(void **state)
     j.fd = poked[0];
     assert_int_equal(cmio_registry_clone(c->reg, &j.clone), 0);
     test_thread t;
-    thread_start(&t, poke_registrations, &j);
+    test_thread_start(&t, poke_registrations, &j);
 
     const int64_t timeout = 300 * MS;
     int64_t start = test_now_ns();
     int rc = cmio_poll_wait(c->poll, c->events, timeout);
     int64_t elapsed = test_now_ns() - start;
     cmio__atomic_store(&j.done, 1);
-    thread_join(t);
+    test_thread_join(t);
 
     assert_int_equal(j.bad_rc, 0);
     assert_true(j.rounds > 0);
@@ -228,11 +173,11 @@ typedef struct {
 
 #define LATER_MS 100
 
-THREAD_MAIN(act_later)
+static TEST_THREAD_MAIN(act_later)
 {
     later_job *j = arg;
     while (cmio__atomic_load(&j->go) == 0)
-        thread_yield();
+        test_thread_yield();
     test_sleep_ms(LATER_MS);
     if (j->waker != NULL) {
         j->rc = cmio_waker_wake(j->waker);
@@ -240,7 +185,7 @@ THREAD_MAIN(act_later)
         int err = 0;
         j->rc = test_send(j->send_fd, "x", 1, &err) == 1 ? 0 : -1;
     }
-    THREAD_END;
+    TEST_THREAD_END;
 }
 
 /* Waits with `timeout` while another thread acts LATER_MS from now; the
@@ -251,14 +196,14 @@ static void wait_until_later(test_ctx *c, later_job *j, int64_t timeout, cmio_to
 {
     cmio__atomic_store(&j->go, 0);
     test_thread t;
-    thread_start(&t, act_later, j);
+    test_thread_start(&t, act_later, j);
     int64_t start = test_now_ns();
-    int64_t cpu_start = thread_cpu_ns();
+    int64_t cpu_start = test_thread_cpu_ns();
     cmio__atomic_store(&j->go, 1);
     int n = cmio_poll_wait(c->poll, c->events, timeout);
-    int64_t cpu = thread_cpu_ns() - cpu_start;
+    int64_t cpu = test_thread_cpu_ns() - cpu_start;
     int64_t elapsed = test_now_ns() - start;
-    thread_join(t);
+    test_thread_join(t);
 
     assert_int_equal(j->rc, 0);
     if (n < 1)
@@ -329,32 +274,6 @@ static void count_signal(int sig)
     handler_runs++;
 }
 
-typedef struct {
-    pthread_t target;
-    cmio_waker *waker;
-    cmio__atomic go;
-    cmio__atomic done;
-} kill_job;
-
-/* Signals the target until it says it is done: a signal that lands before
- * the target is blocked in its wait is simply followed by another. If the
- * wait swallows every signal, a wake ends it so that the test fails rather
- * than hangs. */
-THREAD_MAIN(signal_until_done)
-{
-    kill_job *j = arg;
-    while (cmio__atomic_load(&j->go) == 0)
-        thread_yield();
-    for (int i = 0; i < 250 && cmio__atomic_load(&j->done) == 0; i++) {
-        test_sleep_ms(20);
-        if (cmio__atomic_load(&j->done) == 0)
-            pthread_kill(j->target, SIGUSR1);
-    }
-    if (cmio__atomic_load(&j->done) == 0)
-        cmio_waker_wake(j->waker);
-    THREAD_END;
-}
-
 static void signal_interrupts_wait(void **state)
 {
     test_ctx *c = *state;
@@ -378,16 +297,17 @@ static void signal_interrupts_wait(void **state)
         assert_true(cmio_events_len(c->events) >= 1);
 
         handler_runs = 0;
-        kill_job j;
+        test_signaller j;
         memset(&j, 0, sizeof(j));
         j.target = pthread_self();
-        j.waker = w;
+        j.sig = SIGUSR1;
+        j.fallback = w;
         test_thread t;
-        thread_start(&t, signal_until_done, &j);
+        test_thread_start(&t, test_signal_until_done, &j);
         cmio__atomic_store(&j.go, 1);
         int rc = cmio_poll_wait(c->poll, c->events, timeouts[i]);
         cmio__atomic_store(&j.done, 1);
-        thread_join(t);
+        test_thread_join(t);
 
         if (rc != -EINTR)
             fail_msg("timeout %lld ns: the signal gave %d (%s), not -EINTR",
@@ -397,20 +317,7 @@ static void signal_interrupts_wait(void **state)
         assert_null(cmio_events_get(c->events, 0));
     }
 
-    /* A signal sent just before the sender was joined may still be
-     * pending: take it while blocked rather than under the old disposition,
-     * which might end the process. */
-    sigset_t usr1, pending;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    assert_int_equal(pthread_sigmask(SIG_BLOCK, &usr1, NULL), 0);
-    assert_int_equal(sigpending(&pending), 0);
-    if (sigismember(&pending, SIGUSR1)) {
-        int sig;
-        assert_int_equal(sigwait(&usr1, &sig), 0);
-    }
-    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
-    assert_int_equal(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL), 0);
+    test_restore_signal(SIGUSR1, &old);
 
     cmio_waker_free(w);
     unregister_idle(c, sv);

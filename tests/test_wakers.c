@@ -3,56 +3,15 @@
  * with the waker's token; wakes coalesce (any number before a wait give at
  * least one event, and none is left over for the wait after); each waker
  * keeps its own token; a freed waker reports nothing more.
- *
- * Helper threads never call cmocka assertions (a failure there would jump
- * into the main thread's stack): they record what they saw and the main
- * thread checks it after joining them.
  */
-#include "helpers.h"
-
-#include "../src/atomic.h"
+#include "thread_helpers.h"
 
 #define WAIT (5000 * MS)
 #define QUIET (100 * MS)
 
-/* ------------------------------------------------------------------------ */
-/* Threads: pthreads on POSIX, Win32 threads on Windows                     */
-/* ------------------------------------------------------------------------ */
-
-#ifdef _WIN32
-#include <windows.h>
-typedef HANDLE test_thread;
-#define THREAD_MAIN(name) static DWORD WINAPI name(LPVOID arg)
-#define THREAD_END return 0
-static void thread_start(test_thread *t, LPTHREAD_START_ROUTINE fn, void *arg)
-{
-    *t = CreateThread(NULL, 0, fn, arg, 0, NULL);
-    assert_non_null(*t);
-}
-static void thread_join(test_thread t)
-{
-    assert_int_equal(WaitForSingleObject(t, INFINITE), WAIT_OBJECT_0);
-    CloseHandle(t);
-}
-static void thread_yield(void) { SwitchToThread(); }
-#else
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-typedef pthread_t test_thread;
-#define THREAD_MAIN(name) static void *name(void *arg)
-#define THREAD_END return NULL
-static void thread_start(test_thread *t, void *(*fn)(void *), void *arg)
-{
-    assert_int_equal(pthread_create(t, NULL, fn, arg), 0);
-}
-static void thread_join(test_thread t) { assert_int_equal(pthread_join(t, NULL), 0); }
-static void thread_yield(void) { sched_yield(); }
-#endif
-
-/* Fails unless every event of the last wait is a readable-only event for
- * `token`; returns how many there were. */
-static int all_from_waker(test_ctx *c, int n, cmio_token token)
+/* Fails unless every one of the n events of the last wait is a
+ * readable-only event for `token`. */
+static void all_from_waker(test_ctx *c, int n, cmio_token token)
 {
     for (int k = 0; k < n; k++) {
         const cmio_event *e = cmio_events_get(c->events, (size_t)k);
@@ -63,7 +22,6 @@ static int all_from_waker(test_ctx *c, int n, cmio_token token)
         assert_true(cmio_event_is_readable(e));
         assert_false(cmio_event_is_writable(e));
     }
-    return n;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -78,15 +36,15 @@ typedef struct {
     int rc;              /* what cmio_waker_wake returned */
 } wake_later_job;
 
-THREAD_MAIN(wake_later)
+static TEST_THREAD_MAIN(wake_later)
 {
     wake_later_job *j = arg;
     while (cmio__atomic_load(&j->go) == 0)
-        thread_yield();
+        test_thread_yield();
     test_sleep_ms(j->delay_ms);
     j->woke_at = test_now_ns();
     j->rc = cmio_waker_wake(j->waker);
-    THREAD_END;
+    TEST_THREAD_END;
 }
 
 static void wake_from_thread_ends_infinite_wait(void **state)
@@ -97,13 +55,13 @@ static void wake_from_thread_ends_infinite_wait(void **state)
     j.delay_ms = 100;
     assert_int_equal(cmio_waker_new(c->reg, 50, &j.waker), 0);
     test_thread t;
-    thread_start(&t, wake_later, &j);
+    test_thread_start(&t, wake_later, &j);
 
     int64_t start = test_now_ns();
     cmio__atomic_store(&j.go, 1);
     int n = cmio_poll_wait(c->poll, c->events, -1);
     int64_t end = test_now_ns();
-    thread_join(t);
+    test_thread_join(t);
 
     assert_int_equal(j.rc, 0);
     assert_true(n >= 1);
@@ -121,17 +79,17 @@ typedef struct {
     int rc;
 } ping_job;
 
-THREAD_MAIN(wake_each_round)
+static TEST_THREAD_MAIN(wake_each_round)
 {
     ping_job *j = arg;
     for (int i = 1; i <= j->rounds; i++) {
         while (cmio__atomic_load(&j->round) < i)
-            thread_yield();
+            test_thread_yield();
         int rc = cmio_waker_wake(j->waker);
         if (rc != 0 && j->rc == 0)
             j->rc = rc;
     }
-    THREAD_END;
+    TEST_THREAD_END;
 }
 
 static void wake_after_each_wait_is_never_lost(void **state)
@@ -142,7 +100,7 @@ static void wake_after_each_wait_is_never_lost(void **state)
     j.rounds = 200;
     assert_int_equal(cmio_waker_new(c->reg, 51, &j.waker), 0);
     test_thread t;
-    thread_start(&t, wake_each_round, &j);
+    test_thread_start(&t, wake_each_round, &j);
     /* Round i's wake is sent only after the wait of round i-1 returned, so
      * it lands just before or during the wait of round i: that wait must
      * see it either way. */
@@ -153,7 +111,7 @@ static void wake_after_each_wait_is_never_lost(void **state)
             fail_msg("round %d: the wake was lost (wait returned %d)", i, n);
         all_from_waker(c, n, 51);
     }
-    thread_join(t);
+    test_thread_join(t);
     assert_int_equal(j.rc, 0);
     cmio_waker_free(j.waker);
 }
@@ -293,23 +251,10 @@ static void install_handler(struct sigaction *old)
     assert_int_equal(sigaction(SIGUSR1, &sa, old), 0);
 }
 
-/* Puts the old disposition back. A signal sent just before the sender was
- * joined may still be pending: it is taken here, while blocked, rather than
- * delivered later under a disposition that might end the process. */
 static void restore_handler(const struct sigaction *old)
 {
     handler_waker = NULL;
-    sigset_t usr1, pending;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    assert_int_equal(pthread_sigmask(SIG_BLOCK, &usr1, NULL), 0);
-    assert_int_equal(sigpending(&pending), 0);
-    if (sigismember(&pending, SIGUSR1)) {
-        int sig;
-        assert_int_equal(sigwait(&usr1, &sig), 0);
-    }
-    assert_int_equal(sigaction(SIGUSR1, old, NULL), 0);
-    assert_int_equal(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL), 0);
+    test_restore_signal(SIGUSR1, old);
 }
 
 static void wake_from_signal_handler(void **state)
@@ -335,28 +280,6 @@ static void wake_from_signal_handler(void **state)
     cmio_waker_free(w);
 }
 
-typedef struct {
-    pthread_t target;
-    cmio__atomic go;
-    cmio__atomic done;
-    int kills;
-} kill_job;
-
-/* Signals the target until it says it is done: a signal that lands before
- * the target is blocked in its wait is simply followed by another. */
-THREAD_MAIN(signal_until_done)
-{
-    kill_job *j = arg;
-    while (cmio__atomic_load(&j->go) == 0)
-        thread_yield();
-    for (int i = 0; i < 250 && cmio__atomic_load(&j->done) == 0; i++) {
-        test_sleep_ms(20);
-        if (cmio__atomic_load(&j->done) == 0 && pthread_kill(j->target, SIGUSR1) == 0)
-            j->kills++;
-    }
-    THREAD_END;
-}
-
 static void wake_from_signal_handler_during_wait(void **state)
 {
     test_ctx *c = *state;
@@ -366,11 +289,12 @@ static void wake_from_signal_handler_during_wait(void **state)
     handler_waker = w;
     install_handler(&old);
 
-    kill_job j;
+    test_signaller j;
     memset(&j, 0, sizeof(j));
     j.target = pthread_self();
+    j.sig = SIGUSR1;
     test_thread t;
-    thread_start(&t, signal_until_done, &j);
+    test_thread_start(&t, test_signal_until_done, &j);
     cmio__atomic_store(&j.go, 1);
     /* The signal interrupts the wait (-EINTR) or arrives before it; the
      * wake made by its handler is then reported without another signal. */
@@ -380,12 +304,12 @@ static void wake_from_signal_handler_during_wait(void **state)
     while ((n = cmio_poll_wait(c->poll, c->events, deadline - test_now_ns())) == -EINTR)
         interrupted++;
     cmio__atomic_store(&j.done, 1);
-    thread_join(t);
+    test_thread_join(t);
     restore_handler(&old);
 
     assert_true(n >= 1);
     all_from_waker(c, n, 61);
-    assert_true(j.kills >= 1);
+    assert_true(j.sent >= 1);
     assert_true(handler_runs >= 1);
     assert_true(interrupted <= handler_runs);
     assert_int_equal(handler_wake_failed, 0);

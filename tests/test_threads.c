@@ -249,6 +249,8 @@ struct churner {
     long generations;
 };
 
+/* For churn_one: records (with its socket s, generation gen) a call that did
+ * not return `want`, and stops the churn. */
 #define EXPECT_RC(call, want)                                                                      \
     do {                                                                                           \
         int rc_ = (call);                                                                          \

@@ -165,10 +165,10 @@ static void timed_wait_absorbs_empty_wakeups(void **state)
 /* ------------------------------------------------------------------------ */
 
 typedef struct {
-    cmio_waker *waker;   /* woken, or else... */
-    cmio_fd send_fd;     /* ...a byte sent on this socket */
-    cmio__atomic go;     /* set by the main thread just before it waits */
-    int rc;              /* 0 if the wake or send worked */
+    cmio_waker *waker; /* woken, or else... */
+    cmio_fd send_fd;   /* ...a byte sent on this socket */
+    cmio__atomic go;   /* set by the main thread just before it waits */
+    int rc;            /* 0 if the wake or send worked */
 } later_job;
 
 #define LATER_MS 100

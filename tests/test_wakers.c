@@ -30,10 +30,10 @@ static void all_from_waker(test_ctx *c, int n, cmio_token token)
 
 typedef struct {
     cmio_waker *waker;
-    cmio__atomic go;     /* set by the main thread just before it waits */
-    int delay_ms;        /* from go to the wake */
-    int64_t woke_at;     /* test_now_ns() just before the wake */
-    int rc;              /* what cmio_waker_wake returned */
+    cmio__atomic go; /* set by the main thread just before it waits */
+    int delay_ms;    /* from go to the wake */
+    int64_t woke_at; /* test_now_ns() just before the wake */
+    int rc;          /* what cmio_waker_wake returned */
 } wake_later_job;
 
 static TEST_THREAD_MAIN(wake_later)

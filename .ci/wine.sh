@@ -67,7 +67,7 @@ if [ ! -d "$WINEPREFIX" ]; then
 fi
 # A persistent wineserver, warmed up once: otherwise every test pays for
 # starting it, and its helper processes hold ctest's output pipe open.
-wineserver -p
+wineserver -p 2>/dev/null || true # (one may already run for this prefix)
 trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
 wine cmd /c exit 0 </dev/null >/dev/null 2>&1
 wine cmd /c ver </dev/null 2>/dev/null | tr -d '\r' | grep . || true
@@ -75,7 +75,5 @@ wine cmd /c ver </dev/null 2>/dev/null | tr -d '\r' | grep . || true
 echo "=== conformance suite under Wine ==="
 (cd "$build" && ctest --output-on-failure --timeout 300 ${CTEST_ARGS:-} </dev/null)
 
-if [ -f "$build/examples/echo_server.exe" ] && [ -f examples/demo.sh ]; then
-  echo "=== echo server and client under Wine ==="
-  CMIO_DEMO_RUNNER=wine bash examples/demo.sh "$build" </dev/null
-fi
+echo "=== echo server and client under Wine: 100 connections, every byte verified ==="
+CMIO_DEMO_RUNNER=wine CMIO_DEMO_STOP_SIGNAL=INT sh examples/demo.sh "$build" 100 3 </dev/null

@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "afd.h"
 #include "win_error.h"
@@ -37,7 +38,9 @@ int cmio__afd_open(HANDLE port, ULONG_PTR key, HANDLE *out)
     name.MaximumLength = (USHORT)sizeof(path);
     name.Buffer = path;
     OBJECT_ATTRIBUTES attributes;
-    InitializeObjectAttributes(&attributes, &name, 0, NULL, NULL);
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.Length = sizeof(attributes);
+    attributes.ObjectName = &name;
 
     HANDLE afd;
     IO_STATUS_BLOCK iosb;

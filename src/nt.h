@@ -34,6 +34,20 @@
 #define CMIO__STATUS_HANDLES_CLOSED ((NTSTATUS)0xC0000206L)
 #define CMIO__NT_SUCCESS(st) ((NTSTATUS)(st) >= 0)
 
+/* The provider-handle ioctls (Vista and later; older SDKs lack some). */
+#ifndef SIO_BSP_HANDLE
+#define SIO_BSP_HANDLE _WSAIOR(IOC_WS2, 27)
+#endif
+#ifndef SIO_BSP_HANDLE_SELECT
+#define SIO_BSP_HANDLE_SELECT _WSAIOR(IOC_WS2, 28)
+#endif
+#ifndef SIO_BSP_HANDLE_POLL
+#define SIO_BSP_HANDLE_POLL _WSAIOR(IOC_WS2, 29)
+#endif
+#ifndef SIO_BASE_HANDLE
+#define SIO_BASE_HANDLE _WSAIOR(IOC_WS2, 34)
+#endif
+
 /* IOCTL_AFD_POLL: FILE_DEVICE_NETWORK (0x12), function 9, METHOD_BUFFERED. */
 #define CMIO__IOCTL_AFD_POLL 0x00012024
 

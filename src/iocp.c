@@ -21,6 +21,8 @@
  *     INFINITE so that a huge timeout never means "forever"; the wait loops
  *     on QueryPerformanceCounter until the deadline because the port may
  *     wake up to a timer tick early.
+ *   - When GetQueuedCompletionStatusEx times out, Wine reports one entry
+ *     removed; the count is only trusted when the call succeeds.
  *   - The wait is not alertable, so it never ends with -EINTR.
  *   - Registration calls from other threads issue or cancel AFD requests
  *     themselves, under the lock, so changes reach the kernel at once
@@ -416,6 +418,8 @@ int cmio__sel_wait(struct cmio__sel *s, cmio_events *events, int64_t timeout_ns)
         OVERLAPPED_ENTRY *entries = (OVERLAPPED_ENTRY *)(void *)events->cmio__buf;
         BOOL ok = GetQueuedCompletionStatusEx(s->port, entries, cap, &n, ms, FALSE);
         DWORD err = ok ? 0 : GetLastError();
+        if (!ok)
+            n = 0;
 
         AcquireSRWLockExclusive(&s->lock);
         s->polling = 0;

@@ -30,6 +30,7 @@
 #else
 #include <pthread.h>
 #include <sys/resource.h>
+#include <time.h>
 #endif
 
 #define SILENCE (100 * MS)
@@ -417,6 +418,27 @@ static void any_timeout_returns_a_ready_event(void **state)
     pair_close(sv);
 }
 
+/* CPU time used by the calling thread, or -1 where unknown. A wait that
+ * blocks uses next to none; one whose timeout wrapped to zero spins. */
+static int64_t thread_cpu_ns(void)
+{
+#if defined(_WIN32)
+    FILETIME created, exited, kernel, user;
+    if (!GetThreadTimes(GetCurrentThread(), &created, &exited, &kernel, &user))
+        return -1;
+    uint64_t k = ((uint64_t)kernel.dwHighDateTime << 32) | kernel.dwLowDateTime;
+    uint64_t u = ((uint64_t)user.dwHighDateTime << 32) | user.dwLowDateTime;
+    return (int64_t)(k + u) * 100;
+#elif defined(CLOCK_THREAD_CPUTIME_ID)
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#else
+    return -1;
+#endif
+}
+
 typedef struct {
     cmio_waker *w;
     int delay_ms;
@@ -436,8 +458,10 @@ static void huge_and_negative_timeouts_wait_for_the_event(void **state)
     assert_int_equal(cmio_waker_new(c->reg, 77, &lw.w), 0);
     for (size_t i = 0; i < sizeof(odd_timeouts) / sizeof(odd_timeouts[0]); i++) {
         /* Nothing is ready until the waker fires: a timeout that wrapped to
-         * zero or to a small value would return 0 early. */
+         * zero or to a small value would return 0 early, or spin through
+         * zero-timeout waits until the event came. */
         thread_t th;
+        int64_t cpu0 = thread_cpu_ns();
         int64_t t0 = test_now_ns();
         thread_start(&th, late_wake, &lw);
         int n;
@@ -445,12 +469,16 @@ static void huge_and_negative_timeouts_wait_for_the_event(void **state)
             n = cmio_poll_wait(c->poll, c->events, odd_timeouts[i]);
         while (n == -EINTR);
         int64_t elapsed = test_now_ns() - t0;
+        int64_t cpu = cpu0 >= 0 ? thread_cpu_ns() - cpu0 : -1;
         thread_join(&th);
         if (n != 1)
             fail_msg("timeout %lld: wait returned %d after %lld ms", (long long)odd_timeouts[i], n,
                      (long long)(elapsed / MS));
         assert_int_equal(cmio_event_token(cmio_events_get(c->events, 0)), 77);
         assert_true(elapsed >= 40 * MS);
+        if (cpu > elapsed / 2)
+            fail_msg("timeout %lld: the wait used %lld ms of CPU in %lld ms: it did not block",
+                     (long long)odd_timeouts[i], (long long)(cpu / MS), (long long)(elapsed / MS));
     }
     cmio_waker_free(lw.w);
 }

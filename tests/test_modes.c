@@ -18,8 +18,6 @@
 
 #ifdef _WIN32
 #define SHUT_WR SD_SEND
-#else
-#include <fcntl.h>
 #endif
 
 #define SILENCE (100 * MS)

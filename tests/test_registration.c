@@ -6,7 +6,9 @@
  *   - reregister replaces the token AND the interest, and re-evaluates
  *     readiness (a source ready now is reported by the next wait);
  *   - after deregister returns, no wait that starts later reports it;
- *   - a reused fd number can be registered again after deregister + close;
+ *   - a reused fd number can be registered again after deregister + close,
+ *     and even after a close without deregister (which is itself -EBADF
+ *     on a later deregister);
  *   - one fd may be registered with several queues, independently;
  *   - a registry clone registers on the same queue as the poll;
  *   - any token value round-trips, including 0 and UINTPTR_MAX;
@@ -226,6 +228,42 @@ static void reused_fd_number_registers_again(void **state)
     pair_close(b);
 }
 
+static void reused_fd_number_after_close_without_deregister(void **state)
+{
+    test_ctx *c = *state;
+    cmio_fd a[2], b[2];
+    test_tcp_pair(a);
+    assert_int_equal(cmio_registry_register(c->reg, a[0], 1, CMIO_READABLE | CMIO_WRITABLE), 0);
+    expect_events(c, ARRIVE, {1, EXP_W});
+    /* Breaking the rule: close without deregistering. What the old
+     * registration reports from now on is not specified, but it must not
+     * poison the number for the next owner. */
+    cmio_fd old = a[0];
+    test_close(a[0]);
+    test_close(a[1]);
+    assert_int_equal(cmio_registry_deregister(c->reg, old), -EBADF);
+    /* One wait in between, as an event loop would have, so a backend may
+     * notice the close there; its events are not checked. */
+    assert_true(cmio_poll_wait(c->poll, c->events, 20 * MS) >= 0);
+
+    test_tcp_pair(b);
+#ifndef _WIN32
+    assert_true(b[0] == old || b[1] == old);
+    cmio_fd reused = b[0] == old ? b[0] : b[1];
+#else
+    cmio_fd reused = b[0];
+#endif
+    cmio_fd peer = reused == b[0] ? b[1] : b[0];
+    assert_int_equal(cmio_registry_register(c->reg, reused, 2, CMIO_READABLE | CMIO_WRITABLE), 0);
+    /* Only the new token from here on: expect_events fails on token 1. */
+    expect_events(c, ARRIVE, {2, EXP_W});
+    test_send_all(peer, "y", 1);
+    expect_events(c, ARRIVE, {2, EXP_R});
+    assert_int_equal(cmio_registry_deregister(c->reg, reused), 0);
+    expect_silence(c, SILENCE, ANY_TOKEN);
+    pair_close(b);
+}
+
 static void one_fd_in_two_polls(void **state)
 {
     test_ctx *c = *state;
@@ -415,6 +453,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(deregister_drops_readiness_not_yet_collected, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(reused_fd_number_registers_again, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(reused_fd_number_after_close_without_deregister, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(one_fd_in_two_polls, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(clone_registers_on_the_same_queue, test_setup,

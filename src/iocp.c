@@ -228,9 +228,18 @@ int cmio__sel_register(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned i
     return rc;
 }
 
+/* Whether fd is still open, for reregister and deregister. A handle that
+ * is open but no socket can never have been registered: it gets the
+ * -ENOENT of any unregistered descriptor. */
+static int check_open(cmio_fd fd)
+{
+    int rc = cmio__afd_check_socket((SOCKET)fd);
+    return rc == -EPERM ? 0 : rc;
+}
+
 int cmio__sel_reregister(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned interest)
 {
-    int valid = cmio__afd_check_socket((SOCKET)fd);
+    int valid = check_open(fd);
     AcquireSRWLockExclusive(&s->lock);
     struct cmio__sock *sock = cmio__table_find(s, (SOCKET)fd);
     int rc;
@@ -252,7 +261,7 @@ int cmio__sel_reregister(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned
 
 int cmio__sel_deregister(struct cmio__sel *s, cmio_fd fd)
 {
-    int valid = cmio__afd_check_socket((SOCKET)fd);
+    int valid = check_open(fd);
     AcquireSRWLockExclusive(&s->lock);
     struct cmio__sock *sock = cmio__table_find(s, (SOCKET)fd);
     if (sock != NULL)

@@ -89,7 +89,8 @@ port=
 i=0
 while [ "$i" -lt 100 ]; do
     # (tr: Windows text mode ends the line with CR LF)
-    port=$(tr -d '\r' <"$tmp/server.out" | sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p')
+    port=$(cat "$tmp/server.out" 2>/dev/null | tr -d '\r' |
+           sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p')
     [ -n "$port" ] && break
     [ -s "$tmp/server.err" ] && break
     sleep 0.1

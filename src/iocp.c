@@ -64,7 +64,8 @@ static int64_t now_ns(void)
     LARGE_INTEGER f, c;
     QueryPerformanceFrequency(&f);
     QueryPerformanceCounter(&c);
-    return (c.QuadPart / f.QuadPart) * 1000000000 + (c.QuadPart % f.QuadPart) * 1000000000 / f.QuadPart;
+    int64_t whole = c.QuadPart / f.QuadPart, part = c.QuadPart % f.QuadPart;
+    return whole * 1000000000 + part * 1000000000 / f.QuadPart;
 }
 
 static DWORD ms_until(int64_t deadline)
@@ -252,7 +253,7 @@ int cmio__sel_reregister(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned
         rc = -ENOENT;
     } else {
         rc = cmio__sock_set(s, sock, t, interest);
-        if (rc < 0)
+        if (rc == -EBADF)
             cmio__sock_kill(s, sock);
     }
     ReleaseSRWLockExclusive(&s->lock);
@@ -360,12 +361,10 @@ static int flush_updates(struct cmio__sel *s)
     while (!cmio__list_empty(&s->updates)) {
         struct cmio__sock *sock = CMIO__CONTAINER(s->updates.next, struct cmio__sock, update);
         int rc = cmio__sock_update(s, sock);
-        if (rc == -EBADF) {
+        if (rc == -EBADF)
             cmio__sock_kill(s, sock); /* closed: LOCAL_CLOSE would say the same */
-        } else if (rc < 0) {
-            cmio__queue_add(s, sock); /* out of kernel memory: retried next wait */
-            return rc;
-        }
+        else if (rc < 0)
+            return rc; /* it stays queued for the next wait */
     }
     return 0;
 }
@@ -382,7 +381,8 @@ static int feed(struct cmio__sel *s, void *buf, ULONG n)
      * (the socket may be freed), so they are turned into nudges. */
     for (ULONG i = 0; i < n; i++) {
         struct cmio__op *op = (struct cmio__op *)(void *)entries[i].lpOverlapped;
-        if ((entries[i].lpCompletionKey & CMIO__KEY_KIND) == CMIO__KEY_AFD && cmio__op_is_watcher(op)) {
+        ULONG_PTR kind = entries[i].lpCompletionKey & CMIO__KEY_KIND;
+        if (kind == CMIO__KEY_AFD && cmio__op_is_watcher(op)) {
             cmio__sock_feed(s, op, NULL);
             entries[i].lpCompletionKey = CMIO__KEY_NUDGE;
         }

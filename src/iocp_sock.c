@@ -39,7 +39,7 @@
 
 /* What to ask AFD for each direction. */
 #define AFD_FOR_READ                                                                               \
-    (CMIO__AFD_RECEIVE | CMIO__AFD_ACCEPT | CMIO__AFD_DISCONNECT | CMIO__AFD_ABORT                  \
+    (CMIO__AFD_RECEIVE | CMIO__AFD_ACCEPT | CMIO__AFD_DISCONNECT | CMIO__AFD_ABORT                 \
      | CMIO__AFD_CONNECT_FAIL)
 #define AFD_FOR_WRITE (CMIO__AFD_SEND | CMIO__AFD_ABORT | CMIO__AFD_CONNECT_FAIL)
 #define AFD_FOR_PRIORITY CMIO__AFD_RECEIVE_EXPEDITED
@@ -199,7 +199,12 @@ int cmio__sock_update(struct cmio__sel *s, struct cmio__sock *sock)
     }
     if (want == 0)
         return 0; /* nothing armed: only lc watches the socket */
-    return start(s, op, want);
+    int rc = start(s, op, want);
+    /* Refused for want of kernel memory: tried again before the next wait,
+     * so the registration is not silently lost. */
+    if (rc < 0 && rc != -EBADF)
+        cmio__queue_add(s, sock);
+    return rc;
 }
 
 void cmio__sock_kill(struct cmio__sel *s, struct cmio__sock *sock)

@@ -85,15 +85,16 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __NetBSD__
-#include <sys/param.h>
-#endif
 
 #include "sys.h"
 #include "unix.h"
 
 _Static_assert(sizeof(cmio_event) <= sizeof(struct kevent),
                "events are translated in place, forward, from struct kevent records");
+
+#ifndef EV_RECEIPT
+#error "the kqueue backend needs EV_RECEIPT (FreeBSD 8, macOS 10.6, NetBSD 10, OpenBSD 6.2 or later)"
+#endif
 
 #if defined(EVFILT_USER) && defined(NOTE_TRIGGER) && !defined(CMIO_KQUEUE_PIPE_WAKER)
 #define CMIO__USER_WAKER 1
@@ -103,12 +104,6 @@ _Static_assert(sizeof(cmio_event) <= sizeof(struct kevent),
 /* struct kevent across systems                                             */
 /* ------------------------------------------------------------------------ */
 
-#if defined(__NetBSD__) && __NetBSD_Version__ < 1000000000
-typedef intptr_t kev_udata;
-#else
-typedef void *kev_udata;
-#endif
-
 static void kev_set(struct kevent *k, uintptr_t ident, int filter, unsigned flags,
                     unsigned fflags, cmio_token udata)
 {
@@ -117,7 +112,8 @@ static void kev_set(struct kevent *k, uintptr_t ident, int filter, unsigned flag
     k->filter = filter;
     k->flags = flags;
     k->fflags = fflags;
-    k->udata = (kev_udata)udata;
+    /* void * almost everywhere, intptr_t on NetBSD before 10. */
+    k->udata = _Generic(k->udata, intptr_t: (intptr_t)udata, default: (void *)udata);
 }
 
 static cmio_token kev_token(const struct kevent *k)

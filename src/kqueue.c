@@ -282,7 +282,9 @@ static int index_probe_add(struct cmio__sel *s, cmio_fd fd, unsigned interest, i
     int rc = apply(s->index, ch, 3, err);
     if (rc < 0)
         return rc;
-    if (err[0] == EBADF || err[1] == EBADF || err[2] == EBADF)
+    /* Only ENOENT from a probe means something (a probe of an existing
+     * knote may fail for reasons of its own); the add sees a bad fd. */
+    if (err[2] == EBADF)
         return -EBADF;
     *present = err[0] != ENOENT || err[1] != ENOENT;
     if (err[2] == EPIPE && filter == EVFILT_WRITE) {

@@ -57,14 +57,14 @@
  *     INT32_MAX as "forever", so one kevent() waits at most a day and the
  *     wait loops to the deadline, which also absorbs any early return.
  *   - Wakers are EVFILT_USER knotes with EV_CLEAR: NOTE_TRIGGER coalesces
- *     until the wait collects it. Where EVFILT_USER is missing (NetBSD
- *     before 10, older OpenBSD) a non-blocking pipe with EV_CLEAR replaces
+ *     until the wait collects it. Where EVFILT_USER is missing (older
+ *     NetBSD and OpenBSD) a non-blocking pipe with EV_CLEAR replaces
  *     it; a wake that finds the pipe full empties it and writes again.
  *     Defining CMIO_KQUEUE_PIPE_WAKER selects the pipe everywhere, to test
  *     that path.
  *   - struct kevent differs per system in field types (NetBSD's udata is
  *     intptr_t before 10 and its filter and flags are 32-bit; data is
- *     intptr_t or int64_t; FreeBSD 12 and NetBSD 10 append ext[]) and
+ *     intptr_t or int64_t; FreeBSD 12 appends ext[]) and
  *     kevent() takes size_t counts on NetBSD. kev_set, kev_token and
  *     kev_call are the only code that touches those differences.
  *   - kqueue descriptors are close-on-exec: kqueue1(O_CLOEXEC) on NetBSD,
@@ -93,7 +93,7 @@ _Static_assert(sizeof(cmio_event) <= sizeof(struct kevent),
                "events are translated in place, forward, from struct kevent records");
 
 #ifndef EV_RECEIPT
-#error "the kqueue backend needs EV_RECEIPT (FreeBSD 8, macOS 10.6, NetBSD 10, OpenBSD 6.2 or later)"
+#error "the kqueue backend needs EV_RECEIPT in <sys/event.h>"
 #endif
 
 #if defined(EVFILT_USER) && defined(NOTE_TRIGGER) && !defined(CMIO_KQUEUE_PIPE_WAKER)

@@ -443,7 +443,7 @@ static void regular_file_is_eperm(void **state)
 {
     test_ctx *c = *state;
     char dir[MAX_PATH], path[MAX_PATH];
-    assert_true(GetTempPathA(sizeof(dir), dir) > 0);
+    assert_true(GetTempPathA((DWORD)sizeof(dir), dir) > 0);
     assert_true(GetTempFileNameA(dir, "cmi", 0, path) != 0);
     HANDLE f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
                            FILE_ATTRIBUTE_TEMPORARY | FILE_FLAG_DELETE_ON_CLOSE, NULL);

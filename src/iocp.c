@@ -217,7 +217,7 @@ static int make_room(struct cmio__sel *s, SOCKET fd)
 
 int cmio__sel_register(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned interest)
 {
-    SOCKET base;
+    SOCKET base = INVALID_SOCKET;
     int rc = cmio__afd_base_socket((SOCKET)fd, &base);
     if (rc < 0)
         return rc;

@@ -18,7 +18,7 @@ repo=$(pwd)
 . scripts/deps.sh
 
 cache=${CMIO_WINE_CACHE:-${TMPDIR:-/tmp}/cmio-wine}
-build=${BUILD_DIR:-$cache/build}
+build=${BUILD_DIR:-build-ci-wine}
 toolchain=$repo/cmake/mingw-w64-x86_64.cmake
 case "$cache/" in
   "$repo"/*) echo "CMIO_WINE_CACHE must be outside the repository" >&2; exit 2 ;;

@@ -32,13 +32,16 @@
  *     readiness is still there for the next poll(), which is level-triggered.
  *   - Edge mode: after a direction is reported it leaves the fd's mask until
  *     cmio_registry_rearm (the caller hit EAGAIN) or reregister. POLLERR and
- *     POLLHUP cannot be masked, so after reporting one of them in edge mode
- *     the fd leaves the set altogether (a negative fd, which poll() skips)
- *     until rearm or reregister; otherwise a hung-up socket would report on
- *     every wait. Oneshot takes the fd out of the set after its report,
- *     until reregister. Nothing is disarmed that was not reported, so a
- *     source beyond the events capacity is reported by a later wait; the
- *     scan starts where the last full one stopped, so none is starved.
+ *     POLLHUP cannot be masked: they end a poll() even with an empty mask,
+ *     which gives an edge-mode fd whose directions were all reported the
+ *     error and hang-up edges epoll would give it. After reporting one of
+ *     them in edge mode the fd leaves the set altogether (a negative fd,
+ *     which poll() skips) until rearm or reregister; otherwise a hung-up
+ *     socket would report on every wait. Oneshot takes the fd out of the
+ *     set after its report, until reregister. Nothing is disarmed that was
+ *     not reported, so a source beyond the events capacity is reported by
+ *     a later wait; the scan starts where the last full one stopped, so
+ *     none is starved.
  *   - POLLNVAL means the fd was closed while registered. epoll forgets such
  *     a registration silently; here it is taken out of the set (no busy
  *     loop) and forgotten when its number is registered again. Because
@@ -271,9 +274,10 @@ static void fill_entry(struct cmio__sel *s, size_t i)
 {
     const struct reg *r = &s->regs[i];
     struct pollfd *p = &s->set.pfd[1 + i];
-    /* A negative fd is skipped by poll(): the only way to silence the
-     * POLLERR/POLLHUP/POLLNVAL that an empty mask still reports. */
-    p->fd = (r->hold != 0 || r->armed == 0) ? -1 : r->fd;
+    /* With no direction armed the fd stays in the set: an empty mask still
+     * reports POLLERR/POLLHUP (a new edge, as epoll reports it) and POLLNVAL.
+     * A negative fd, which poll() skips, is the only way to silence those. */
+    p->fd = r->hold != 0 ? -1 : r->fd;
     p->events = poll_mask(r->armed);
     p->revents = 0;
     s->set.gen[1 + i] = r->gen;

@@ -52,14 +52,41 @@ struct cmio_waker {
 /* Allocation                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* Failure injection for the tests (see cmio__alloc_fail_after in sys.h):
+ * the number of allocations still allowed to succeed, or -1 for all. */
+static cmio__atomic alloc_budget = -1;
+
+void cmio__alloc_fail_after(long n)
+{
+    cmio__atomic_store(&alloc_budget, n);
+}
+
+static int alloc_allowed(void)
+{
+    for (;;) {
+        long left = cmio__atomic_load(&alloc_budget);
+        if (left < 0)
+            return 1;
+        if (left == 0)
+            return 0;
+        if (cmio__atomic_cas(&alloc_budget, left, left - 1))
+            return 1;
+    }
+}
+
 void *cmio__malloc(size_t size)
 {
-    return malloc(size);
+    return alloc_allowed() ? malloc(size) : NULL;
 }
 
 void *cmio__calloc(size_t n, size_t size)
 {
-    return calloc(n, size);
+    return alloc_allowed() ? calloc(n, size) : NULL;
+}
+
+void *cmio__realloc(void *p, size_t size)
+{
+    return alloc_allowed() ? realloc(p, size) : NULL;
 }
 
 void cmio__free(void *p)

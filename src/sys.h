@@ -70,9 +70,16 @@ void cmio__sel_waker_free(struct cmio__sel *s, struct cmio__wk *w);
  * buffer before translating them (the core allocates capacity slots). */
 size_t cmio__sel_slot_size(void);
 
-/* Allocation goes through these two so tests can inject failures. */
+/* Every allocation goes through these so tests can inject failures. */
 void *cmio__malloc(size_t size);
 void *cmio__calloc(size_t n, size_t size);
+void *cmio__realloc(void *p, size_t size);
 void cmio__free(void *p);
+
+/* For tests only: let the next n allocations succeed and fail every one
+ * after that (n < 0: stop failing). Process-wide, so a test using it must
+ * not run other cmio work in parallel threads. Declared again in the tests,
+ * which link the static library. */
+CMIO_API void cmio__alloc_fail_after(long n);
 
 #endif /* CMIO_SYS_H_ */

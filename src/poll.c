@@ -75,7 +75,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -325,13 +324,11 @@ static int reserve(struct cmio__sel *s, size_t need)
     struct pollset ps;
     if (pollset_alloc(&ps, 1 + cap) < 0)
         return -ENOMEM;
-    struct reg *regs = cmio__malloc(cap * sizeof(*regs));
+    struct reg *regs = cmio__realloc(s->regs, cap * sizeof(*regs));
     if (regs == NULL) {
         pollset_free(&ps);
         return -ENOMEM;
     }
-    memcpy(regs, s->regs, s->nregs * sizeof(*regs));
-    cmio__free(s->regs);
     s->regs = regs;
     s->cap = cap;
     pollset_free(&s->next);
@@ -350,13 +347,11 @@ static int reserve_slot(struct cmio__sel *s, int fd)
     if ((size_t)fd < s->nslot)
         return 0;
     size_t n = s->nslot * 2 > (size_t)fd ? s->nslot * 2 : (size_t)fd + 1;
-    int *slot = cmio__malloc(n * sizeof(*slot));
+    int *slot = cmio__realloc(s->slot, n * sizeof(*slot));
     if (slot == NULL)
         return -ENOMEM;
-    memcpy(slot, s->slot, s->nslot * sizeof(*slot));
     for (size_t k = s->nslot; k < n; k++)
         slot[k] = -1;
-    cmio__free(s->slot);
     s->slot = slot;
     s->nslot = n;
     return 0;

@@ -22,6 +22,10 @@
  *     timeout has a sub-millisecond part. It is probed once per queue: old
  *     kernels, seccomp filters and valgrind 3.19 fail it with ENOSYS (or
  *     EPERM), and then the timeout is rounded up to whole milliseconds.
+ *   - epoll_ctl checks that the target can be polled before it looks the
+ *     fd up, so MOD and DEL of a regular file or directory fail with EPERM.
+ *     Such an fd can never have been registered, so the contract's answer
+ *     for an unregistered fd, -ENOENT, is returned instead.
  *   - EPOLL_CTL_DEL ignores its event argument but kernels before 2.6.9
  *     demanded a non-NULL one; one is passed.
  *   - Wakers are eventfds registered edge-triggered: every write() is a
@@ -165,13 +169,16 @@ int cmio__sel_register(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned i
 
 int cmio__sel_reregister(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned interest)
 {
-    return ctl(s, EPOLL_CTL_MOD, fd, t, interest);
+    int rc = ctl(s, EPOLL_CTL_MOD, fd, t, interest);
+    return rc == -EPERM ? -ENOENT : rc;
 }
 
 int cmio__sel_deregister(struct cmio__sel *s, cmio_fd fd)
 {
     struct epoll_event unused = {0, {0}};
-    return epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, &unused) < 0 ? -errno : 0;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, &unused) == 0)
+        return 0;
+    return errno == EPERM ? -ENOENT : -errno;
 }
 
 int cmio__sel_rearm(struct cmio__sel *s, cmio_fd fd, unsigned directions)

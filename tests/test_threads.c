@@ -1,10 +1,10 @@
 /*
  * Threads: registry clones used from other threads while one thread waits.
- * A registration made through a clone reaches a wait that is already
- * blocked; only one thread waits at a time; and registrations churned by
- * several threads at once keep their states (-EEXIST, -ENOENT) and never
- * produce an event for a registration whose deregister had returned before
- * the wait started.
+ * A registration or rearm made through a clone reaches a wait that is
+ * already blocked; only one thread waits at a time; and registrations
+ * churned by several threads at once keep their states (-EEXIST, -ENOENT)
+ * and never produce an event for a registration whose deregister had
+ * returned before the wait started.
  *
  * The churning threads, and the main thread while they run, record the
  * first problem they see (record_failure); it is reported once they are
@@ -133,6 +133,77 @@ static void reregister_through_clone_reaches_blocked_wait(void **state)
     j.token = 5;
     j.reregister = 1;
     wait_while_other_thread_registers(c, &j);
+
+    assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
+    cmio_registry_free(j.clone);
+    test_close(sv[0]);
+    test_close(sv[1]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A rearm reaches a wait that is already blocked                           */
+/* ------------------------------------------------------------------------ */
+
+/* Backends that emulate edges watch a reported direction again only after
+ * rearm: a rearm made by another thread must reach a poll that is already
+ * blocked, or data arriving after it would go unnoticed. */
+typedef struct {
+    cmio_registry *clone;
+    cmio_fd fd, peer;
+    cmio__atomic go;
+    int64_t at;
+    int rc;
+    long sent;
+} rearm_job;
+
+static TEST_THREAD_MAIN(rearm_then_send)
+{
+    rearm_job *j = arg;
+    while (cmio__atomic_load(&j->go) == 0)
+        test_thread_yield();
+    test_sleep_ms(100);
+    j->at = test_now_ns();
+    j->rc = cmio_registry_rearm(j->clone, j->fd, CMIO_READABLE);
+    j->sent = test_send(j->peer, "y", 1, NULL);
+    TEST_THREAD_END;
+}
+
+static void rearm_through_clone_reaches_blocked_wait(void **state)
+{
+    test_ctx *c = *state;
+    rearm_job j;
+    memset(&j, 0, sizeof(j));
+    cmio_fd sv[2];
+    test_tcp_pair(sv);
+    assert_int_equal(cmio_registry_clone(c->reg, &j.clone), 0);
+    assert_int_equal(cmio_registry_register(c->reg, sv[0], 6, CMIO_READABLE), 0);
+    test_send_all(sv[1], "x", 1);
+    expect_events(c, WAIT, {6, EXP_R});
+    /* Drained to would-block here; the rearm is left to the other thread. */
+    assert_int_equal(test_drain(sv[0]), 1);
+    j.fd = sv[0];
+    j.peer = sv[1];
+
+    test_thread t;
+    test_thread_start(&t, rearm_then_send, &j);
+    int64_t start = test_now_ns();
+    cmio__atomic_store(&j.go, 1);
+    int n = cmio_poll_wait(c->poll, c->events, WAIT);
+    int64_t end = test_now_ns();
+    test_thread_join(t);
+
+    assert_int_equal(j.rc, 0);
+    assert_int_equal(j.sent, 1);
+    if (n < 1)
+        fail_msg("the wait returned %d: the rearm did not reach it", n);
+    for (int k = 0; k < n; k++) {
+        const cmio_event *e = cmio_events_get(c->events, (size_t)k);
+        assert_int_equal(cmio_event_token(e), 6);
+        assert_true(cmio_event_is_readable(e));
+    }
+    assert_true(end - start >= 100 * MS);
+    if (end - j.at >= 1000 * MS)
+        fail_msg("the event came %lld ms after the rearm", (long long)((end - j.at) / MS));
 
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
     cmio_registry_free(j.clone);
@@ -449,6 +520,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(register_through_clone_reaches_blocked_wait),
         T(reregister_through_clone_reaches_blocked_wait),
+        T(rearm_through_clone_reaches_blocked_wait),
         T(second_waiter_gets_ebusy),
         T(churn_from_several_threads),
     };

@@ -60,6 +60,14 @@ static int raise_fd_limit(size_t n)
     return setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* One wait, which must report exactly the active descriptor. */
+static void wait_for(cmio_poll *poll, cmio_events *events, size_t active)
+{
+    int rc = cmio_poll_wait(poll, events, 1000000000);
+    if (rc != 1 || cmio_event_token(cmio_events_get(events, 0)) != (cmio_token)active)
+        die("cmio_poll_wait did not return exactly the active descriptor", rc < 0 ? rc : EIO);
+}
+
 static void run(size_t n)
 {
     if (n < 2 || n % 2 != 0) {
@@ -101,18 +109,12 @@ static void run(size_t n)
         die("write", errno);
 
     /* One untimed wait lets the backend settle its set after registering. */
+    wait_for(poll, events, active);
     long waits = 0;
     double start = now_s(), elapsed;
     do {
-        for (int k = 0; k < 50; k++) {
-            rc = cmio_poll_wait(poll, events, 1000000000);
-            if (rc != 1 || cmio_event_token(cmio_events_get(events, 0)) != (cmio_token)active)
-                die("cmio_poll_wait did not return exactly the active descriptor", rc < 0 ? rc : EIO);
-            if (waits == 0 && k == 0)
-                start = now_s();
-            else
-                waits++;
-        }
+        for (int k = 0; k < 50; k++, waits++)
+            wait_for(poll, events, active);
         elapsed = now_s() - start;
     } while (elapsed < MIN_SECONDS || waits < MIN_WAITS);
     double wait_ns = elapsed * 1e9 / (double)waits;

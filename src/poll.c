@@ -32,16 +32,16 @@
  *     readiness is still there for the next poll(), which is level-triggered.
  *   - Edge mode: after a direction is reported it leaves the fd's mask until
  *     cmio_registry_rearm (the caller hit EAGAIN) or reregister. POLLERR and
- *     POLLHUP cannot be masked: they end a poll() even with an empty mask,
- *     which gives an edge-mode fd whose directions were all reported the
- *     error and hang-up edges epoll would give it. After reporting one of
- *     them in edge mode the fd leaves the set altogether (a negative fd,
- *     which poll() skips) until rearm or reregister; otherwise a hung-up
- *     socket would report on every wait. Oneshot takes the fd out of the
- *     set after its report, until reregister. Nothing is disarmed that was
- *     not reported, so a source beyond the events capacity is reported by
- *     a later wait; the scan starts where the last full one stopped, so
- *     none is starved.
+ *     POLLHUP cannot be masked: they end a poll() even with an empty mask.
+ *     That is useful once (an fd whose directions were all reported still
+ *     gets the error or hang-up edge epoll would give it), so after
+ *     reporting one of them in edge mode the fd leaves the set altogether
+ *     (a negative fd, which poll() skips) until rearm or reregister;
+ *     otherwise a hung-up socket would report on every wait. Oneshot takes
+ *     the fd out of the set after its report, until reregister. Nothing is
+ *     disarmed that was not reported, so a source beyond the events
+ *     capacity is reported by a later wait; the scan starts where the last
+ *     full one stopped, so none is starved.
  *   - POLLNVAL means the fd was closed while registered. epoll forgets such
  *     a registration silently; here it is taken out of the set (no busy
  *     loop) and forgotten when its number is registered again. Because
@@ -50,8 +50,10 @@
  *     whose number now names another file is stale and is replaced
  *     (register) or dropped with -ENOENT (reregister, deregister), as epoll,
  *     which tracks the open file, would behave. fstat() also gives -EBADF for
- *     a closed fd and -EPERM for regular files, directories and block
- *     devices, which poll() would report ready forever and epoll refuses.
+ *     a closed fd, and shows the regular files, directories and block
+ *     devices that poll() would report ready forever: register refuses them
+ *     with -EPERM as epoll does; reregister and deregister say -ENOENT, as
+ *     the epoll backend does, since they cannot have been registered.
  *   - The wake descriptor is an eventfd on Linux and a pipe elsewhere, both
  *     close-on-exec and non-blocking. Registry calls write it only while the
  *     waiter is inside poll() and only once per poll(). Wakers cost no

@@ -3,7 +3,8 @@
  * to fail for every k, returns -ENOMEM, leaks nothing (the fixture counts
  * descriptors; the sanitizer and valgrind runs count memory) and leaves the
  * poll usable. On epoll and kqueue, waiting and registering allocate
- * nothing at all: they must succeed with every allocation failing.
+ * nothing at all: they must succeed with every allocation failing. On every
+ * backend, waiting, rearming and waking allocate nothing.
  */
 #include "helpers.h"
 
@@ -165,6 +166,34 @@ static void hot_path_allocates_nothing(void **state)
     test_close(sv[1]);
 }
 
+/* On every backend, emulating ones included, waiting, rearming and waking
+ * allocate nothing (emulating backends may allocate in the registry calls). */
+static void wait_rearm_and_wake_allocate_nothing(void **state)
+{
+    test_ctx *c = *state;
+    cmio_fd sv[2];
+    test_tcp_pair(sv);
+    cmio_waker *w;
+    assert_int_equal(cmio_waker_new(c->reg, 9, &w), 0);
+    assert_int_equal(cmio_registry_register(c->reg, sv[0], 1, CMIO_READABLE | CMIO_WRITABLE), 0);
+    cmio__alloc_fail_after(0);
+    expect_events(c, 2000 * MS, {1, EXP_W});
+    test_send_all(sv[1], "x", 1);
+    expect_events(c, 2000 * MS, {1, EXP_R});
+    assert_int_equal(test_drain(sv[0]), 1);
+    assert_int_equal(cmio_registry_rearm(c->reg, sv[0], CMIO_READABLE), 0);
+    test_send_all(sv[1], "y", 1);
+    expect_events(c, 2000 * MS, {1, EXP_R});
+    assert_int_equal(cmio_waker_wake(w), 0);
+    expect_events_among_others(c, 2000 * MS, {9, EXP_R});
+    assert_int_equal(cmio_poll_wait(c->poll, c->events, 0) >= 0, 1);
+    cmio__alloc_fail_after(-1);
+    assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
+    cmio_waker_free(w);
+    test_close(sv[0]);
+    test_close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +203,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(waker_new_fails_cleanly, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(register_fails_cleanly, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(hot_path_allocates_nothing, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(wait_rearm_and_wake_allocate_nothing, test_setup,
+                                        test_teardown),
     };
     test_init();
     return cmocka_run_group_tests_name(CMIO_TEST_CONCEPT " on " CMIO_BACKEND_NAME, tests, NULL,

@@ -10,7 +10,8 @@
  *   - oneshot (with edge or level): reported once, then silent whatever
  *     happens (rearm does not re-enable it) until reregister, which reports
  *     a source that is ready at once;
- *   - a peer's shutdown or close is reported to a READABLE interest.
+ *   - a peer's shutdown or close is reported to a READABLE interest;
+ *   - in edge mode an error or hang-up is reported once, not on every wait.
  */
 #include "helpers.h"
 
@@ -399,6 +400,32 @@ static void read_closed_on_peer_close(void **state)
     test_close(sv[0]);
 }
 
+/* An error or hang-up is a change like any other: reported once in edge
+ * mode. The operations then fail or see the end of the stream, never
+ * EAGAIN, so the caller does not rearm and the source stays silent. poll()
+ * and AFD report these conditions whatever the mask, so a backend that
+ * emulates edges must hold them back itself. */
+static void edge_reset_is_reported_once(void **state)
+{
+    test_ctx *c = *state;
+    cmio_fd sv[2];
+    test_tcp_pair(sv);
+    assert_int_equal(cmio_registry_register(c->reg, sv[0], 1, CMIO_READABLE | CMIO_WRITABLE), 0);
+    expect_events(c, ARRIVE, {1, EXP_W});
+    /* A zero linger time makes close() send a reset instead of a FIN. */
+    struct linger lg;
+    lg.l_onoff = 1;
+    lg.l_linger = 0;
+    assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_LINGER, (const char *)&lg, sizeof(lg)), 0);
+    test_close(sv[1]);
+    expect_events(c, ARRIVE, {1, EXP_ANY});
+    char buf[8];
+    assert_true(test_recv(sv[0], buf, sizeof(buf), NULL) <= 0);
+    expect_silence(c, SILENCE, ANY_TOKEN);
+    assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
+    test_close(sv[0]);
+}
+
 /* ------------------------------------------------------------------------ */
 /* POSIX-only sources                                                       */
 /* ------------------------------------------------------------------------ */
@@ -454,6 +481,23 @@ static void pipe_writer_sees_reader_go_away(void **state)
     close(p[1]);
 }
 
+static void edge_pipe_hangup_is_reported_once(void **state)
+{
+    test_ctx *c = *state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    test_set_nonblocking(p[0]);
+    assert_int_equal(cmio_registry_register(c->reg, p[0], 1, CMIO_READABLE), 0);
+    expect_silence(c, SILENCE, ANY_TOKEN);
+    close(p[1]);
+    expect_events(c, ARRIVE, {1, EXP_ANY});
+    char b;
+    assert_int_equal(read(p[0], &b, 1), 0);
+    expect_silence(c, SILENCE, ANY_TOKEN);
+    assert_int_equal(cmio_registry_deregister(c->reg, p[0]), 0);
+    close(p[0]);
+}
+
 static void edge_and_level_on_a_socketpair(void **state)
 {
     test_ctx *c = *state;
@@ -486,6 +530,12 @@ static void edge_on_a_pipe(void **state)
 }
 
 static void pipe_writer_sees_reader_go_away(void **state)
+{
+    (void)state;
+    test_skip_because(NO_PIPES);
+}
+
+static void edge_pipe_hangup_is_reported_once(void **state)
 {
     (void)state;
     test_skip_because(NO_PIPES);
@@ -541,8 +591,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(read_closed_after_data_on_peer_shutdown, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(read_closed_on_peer_close, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(edge_reset_is_reported_once, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(edge_on_a_pipe, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(pipe_writer_sees_reader_go_away, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(edge_pipe_hangup_is_reported_once, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(edge_and_level_on_a_socketpair, test_setup, test_teardown),
 #ifdef __linux__

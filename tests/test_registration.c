@@ -8,13 +8,14 @@
  *   - after deregister returns, no wait that starts later reports it;
  *   - a reused fd number can be registered again after deregister + close,
  *     and even after a close without deregister (which is itself -EBADF
- *     on a later deregister);
+ *     on a later deregister), and until then such a registration does not
+ *     make waits spin;
  *   - one fd may be registered with several queues, independently;
  *   - a registry clone registers on the same queue as the poll;
  *   - any token value round-trips, including 0 and UINTPTR_MAX;
  *   - regular files and directories are -EPERM.
  */
-#include "helpers.h"
+#include "thread_helpers.h"
 
 #include <stdlib.h>
 
@@ -266,6 +267,42 @@ static void reused_fd_number_after_close_without_deregister(void **state)
     pair_close(b);
 }
 
+static void closed_without_deregister_does_not_spin(void **state)
+{
+    test_ctx *c = *state;
+    cmio_fd sv[2];
+    test_tcp_pair(sv);
+    /* Level-triggered, so a backend that kept polling the dead number would
+     * be woken by it on every wait. */
+    assert_int_equal(
+        cmio_registry_register(c->reg, sv[0], 1, CMIO_READABLE | CMIO_WRITABLE | CMIO_LEVEL), 0);
+    expect_events(c, ARRIVE, {1, EXP_W});
+    cmio_fd old = sv[0];
+    test_close(sv[0]);
+    test_close(sv[1]);
+    /* What the dead registration reports is not specified; waking every
+     * wait for it is a busy loop. */
+    int64_t cpu0 = test_thread_cpu_ns();
+    int64_t deadline = test_now_ns() + 300 * MS;
+    int busy = 0;
+    for (int64_t left; (left = deadline - test_now_ns()) > 0;) {
+        int rc = cmio_poll_wait(c->poll, c->events, left);
+        if (rc == -EINTR)
+            continue;
+        assert_true(rc >= 0);
+        busy += rc > 0;
+        if (busy > 3)
+            fail_msg("a closed registration ends wait after wait");
+    }
+    /* A busy loop burns most of the 300 ms even on a loaded machine; a wait
+     * that blocks uses next to nothing. */
+    int64_t cpu = test_thread_cpu_ns() - cpu0;
+    if (cpu > 30 * MS)
+        fail_msg("waiting 300 ms with a closed registration used %lld ms of CPU",
+                 (long long)(cpu / MS));
+    assert_int_equal(cmio_registry_deregister(c->reg, old), -EBADF);
+}
+
 static void one_fd_in_two_polls(void **state)
 {
     test_ctx *c = *state;
@@ -492,6 +529,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(reused_fd_number_registers_again, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(reused_fd_number_after_close_without_deregister, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(closed_without_deregister_does_not_spin, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(one_fd_in_two_polls, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(clone_registers_on_the_same_queue, test_setup,

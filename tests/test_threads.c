@@ -1,10 +1,11 @@
 /*
  * Threads: registry clones used from other threads while one thread waits.
- * A registration made through a clone reaches a wait that is already
- * blocked; only one thread waits at a time; and registrations churned by
- * several threads at once keep their states (-EEXIST, -ENOENT) and never
- * produce an event for a registration whose deregister had returned before
- * the wait started.
+ * A registration or rearm made through a clone reaches a wait that is
+ * already blocked, and so do a hundred registrations and deregistrations
+ * made while it is; only one thread waits at a time; and registrations
+ * churned by several threads at once keep their states (-EEXIST, -ENOENT)
+ * and never produce an event for a registration whose deregister had
+ * returned before the wait started.
  *
  * The churning threads, and the main thread while they run, record the
  * first problem they see (record_failure); it is reported once they are
@@ -138,6 +139,153 @@ static void reregister_through_clone_reaches_blocked_wait(void **state)
     cmio_registry_free(j.clone);
     test_close(sv[0]);
     test_close(sv[1]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A rearm reaches a wait that is already blocked                           */
+/* ------------------------------------------------------------------------ */
+
+/* Backends that emulate edges watch a reported direction again only after
+ * rearm: a rearm made by another thread must reach a poll that is already
+ * blocked, or data arriving after it would go unnoticed. */
+typedef struct {
+    cmio_registry *clone;
+    cmio_fd fd, peer;
+    cmio__atomic go;
+    int64_t at;
+    int rc;
+    long sent;
+} rearm_job;
+
+static TEST_THREAD_MAIN(rearm_then_send)
+{
+    rearm_job *j = arg;
+    while (cmio__atomic_load(&j->go) == 0)
+        test_thread_yield();
+    test_sleep_ms(100);
+    j->at = test_now_ns();
+    j->rc = cmio_registry_rearm(j->clone, j->fd, CMIO_READABLE);
+    j->sent = test_send(j->peer, "y", 1, NULL);
+    TEST_THREAD_END;
+}
+
+static void rearm_through_clone_reaches_blocked_wait(void **state)
+{
+    test_ctx *c = *state;
+    rearm_job j;
+    memset(&j, 0, sizeof(j));
+    cmio_fd sv[2];
+    test_tcp_pair(sv);
+    assert_int_equal(cmio_registry_clone(c->reg, &j.clone), 0);
+    assert_int_equal(cmio_registry_register(c->reg, sv[0], 6, CMIO_READABLE), 0);
+    test_send_all(sv[1], "x", 1);
+    expect_events(c, WAIT, {6, EXP_R});
+    /* Drained to would-block here; the rearm is left to the other thread. */
+    assert_int_equal(test_drain(sv[0]), 1);
+    j.fd = sv[0];
+    j.peer = sv[1];
+
+    test_thread t;
+    test_thread_start(&t, rearm_then_send, &j);
+    int64_t start = test_now_ns();
+    cmio__atomic_store(&j.go, 1);
+    int n = cmio_poll_wait(c->poll, c->events, WAIT);
+    int64_t end = test_now_ns();
+    test_thread_join(t);
+
+    assert_int_equal(j.rc, 0);
+    assert_int_equal(j.sent, 1);
+    if (n < 1)
+        fail_msg("the wait returned %d: the rearm did not reach it", n);
+    for (int k = 0; k < n; k++) {
+        const cmio_event *e = cmio_events_get(c->events, (size_t)k);
+        assert_int_equal(cmio_event_token(e), 6);
+        assert_true(cmio_event_is_readable(e));
+    }
+    assert_true(end - start >= 100 * MS);
+    if (end - j.at >= 1000 * MS)
+        fail_msg("the event came %lld ms after the rearm", (long long)((end - j.at) / MS));
+
+    assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
+    cmio_registry_free(j.clone);
+    test_close(sv[0]);
+    test_close(sv[1]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Many registrations while a wait is blocked                               */
+/* ------------------------------------------------------------------------ */
+
+/* Enough registrations to make any table the backend keeps grow several
+ * times while the wait is blocked; a third are deregistered again. Only
+ * the one made ready is reported: not the deregistered one made ready
+ * too. */
+#define MANY 100
+#define LIVE 98
+
+typedef struct {
+    cmio_registry *clone;
+    cmio_fd sv[MANY][2];
+    cmio__atomic go;
+    int64_t at;
+    long sent;
+} many_job;
+
+static TEST_THREAD_MAIN(register_many)
+{
+    many_job *j = arg;
+    while (cmio__atomic_load(&j->go) == 0)
+        test_thread_yield();
+    test_sleep_ms(100);
+    for (int i = 0; i < MANY; i++) {
+        int rc = cmio_registry_register(j->clone, j->sv[i][0], 1000 + (cmio_token)i, CMIO_READABLE);
+        if (rc != 0)
+            record_failure("register #%d: %s", i, cmio_strerror(rc));
+    }
+    for (int i = 0; i < MANY; i += 3) {
+        int rc = cmio_registry_deregister(j->clone, j->sv[i][0]);
+        if (rc != 0)
+            record_failure("deregister #%d: %s", i, cmio_strerror(rc));
+    }
+    j->at = test_now_ns();
+    /* LIVE is not a multiple of 3: still registered; 0 is not. */
+    j->sent = test_send(j->sv[0][1], "x", 1, NULL) + test_send(j->sv[LIVE][1], "y", 1, NULL);
+    TEST_THREAD_END;
+}
+
+static void many_registrations_reach_blocked_wait(void **state)
+{
+    test_ctx *c = *state;
+    many_job *j = calloc(1, sizeof(*j));
+    assert_non_null(j);
+    for (int i = 0; i < MANY; i++)
+        test_tcp_pair(j->sv[i]);
+    assert_int_equal(cmio_registry_clone(c->reg, &j->clone), 0);
+
+    test_thread t;
+    test_thread_start(&t, register_many, j);
+    cmio__atomic_store(&j->go, 1);
+    /* Registrations wake the wait and are absorbed; only the data ends it. */
+    int n = cmio_poll_wait(c->poll, c->events, WAIT);
+    int64_t end = test_now_ns();
+    test_thread_join(t);
+    check_no_failures();
+    assert_int_equal(j->sent, 2);
+    if (n < 1)
+        fail_msg("the wait returned %d: the registrations did not reach it", n);
+    for (int k = 0; k < n; k++)
+        assert_int_equal(cmio_event_token(cmio_events_get(c->events, (size_t)k)), 1000 + LIVE);
+    if (end - j->at >= 1000 * MS)
+        fail_msg("the event came %lld ms after the data", (long long)((end - j->at) / MS));
+    expect_silence(c, QUIET, ANY_TOKEN);
+
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(cmio_registry_deregister(c->reg, j->sv[i][0]), i % 3 == 0 ? -ENOENT : 0);
+        test_close(j->sv[i][0]);
+        test_close(j->sv[i][1]);
+    }
+    cmio_registry_free(j->clone);
+    free(j);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -449,6 +597,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(register_through_clone_reaches_blocked_wait),
         T(reregister_through_clone_reaches_blocked_wait),
+        T(rearm_through_clone_reaches_blocked_wait),
+        T(many_registrations_reach_blocked_wait),
         T(second_waiter_gets_ebusy),
         T(churn_from_several_threads),
     };

@@ -214,6 +214,12 @@ void test_close(cmio_fd fd)
     CLOSESOCK(fd);
 }
 
+void test_pair_close(cmio_fd sv[2])
+{
+    test_close(sv[0]);
+    test_close(sv[1]);
+}
+
 static struct sockaddr_in loopback(uint16_t port)
 {
     struct sockaddr_in a;

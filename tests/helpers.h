@@ -35,6 +35,12 @@
 
 #define MS ((int64_t)1000000)
 
+/* How long a test waits for an event that must come, and how long it
+ * watches for one that must not. Generous / short: these machines are
+ * shared and noisy, and silence checks add up. */
+#define ARRIVE (2000 * MS)
+#define SILENCE (100 * MS)
+
 /* What a test expects of one token: OR of these (all must be seen). */
 #define EXP_R 0x01u       /* readable */
 #define EXP_W 0x02u       /* writable */
@@ -109,6 +115,8 @@ cmio_fd test_udp_socket(uint16_t *port);
 
 void test_set_nonblocking(cmio_fd fd);
 void test_close(cmio_fd fd);
+/* Closes both ends of a pair. */
+void test_pair_close(cmio_fd sv[2]);
 
 /* send/recv wrappers: bytes moved, or -1 and *err set to the OS error
  * (errno / WSAGetLastError). */

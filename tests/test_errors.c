@@ -21,88 +21,18 @@
  * huge ones neither wrap into "now" nor fail.
  */
 #include "helpers.h"
+#include "thread_helpers.h"
 
 #include <limits.h>
 #include <stdlib.h>
 
-#ifdef _WIN32
-#include <windows.h>
-#else
-#include <pthread.h>
+#ifndef _WIN32
 #include <sys/resource.h>
-#include <time.h>
 #endif
-
-#define SILENCE (100 * MS)
-#define ARRIVE (2000 * MS)
 
 /* Any pointer value that is not NULL, to see out-pointers reset. */
 #define SENTINEL(type) ((type *)(void *)&sentinel_storage)
 static int sentinel_storage;
-
-static void pair_close(cmio_fd sv[2])
-{
-    test_close(sv[0]);
-    test_close(sv[1]);
-}
-
-/* ------------------------------------------------------------------------ */
-/* A minimal thread wrapper                                                 */
-/* ------------------------------------------------------------------------ */
-
-typedef void (*thread_fn)(void *arg);
-
-typedef struct {
-    thread_fn fn;
-    void *arg;
-#ifdef _WIN32
-    HANDLE h;
-#else
-    pthread_t t;
-#endif
-} thread_t;
-
-#ifdef _WIN32
-static DWORD WINAPI thread_main(LPVOID p)
-{
-    thread_t *th = p;
-    th->fn(th->arg);
-    return 0;
-}
-
-static void thread_start(thread_t *th, thread_fn fn, void *arg)
-{
-    th->fn = fn;
-    th->arg = arg;
-    th->h = CreateThread(NULL, 0, thread_main, th, 0, NULL);
-    assert_non_null(th->h);
-}
-
-static void thread_join(thread_t *th)
-{
-    WaitForSingleObject(th->h, INFINITE);
-    CloseHandle(th->h);
-}
-#else
-static void *thread_main(void *p)
-{
-    thread_t *th = p;
-    th->fn(th->arg);
-    return NULL;
-}
-
-static void thread_start(thread_t *th, thread_fn fn, void *arg)
-{
-    th->fn = fn;
-    th->arg = arg;
-    assert_int_equal(pthread_create(&th->t, NULL, thread_main, th), 0);
-}
-
-static void thread_join(thread_t *th)
-{
-    assert_int_equal(pthread_join(th->t, NULL), 0);
-}
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* NULL                                                                     */
@@ -136,7 +66,7 @@ static void null_handles_are_einval(void **state)
 
     /* A NULL registry in a register call did not register anything. */
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), -ENOENT);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void null_out_pointers_are_einval(void **state)
@@ -197,7 +127,7 @@ static void closed_fd_is_ebadf(void **state)
     cmio_fd sv[2];
     test_tcp_pair(sv);
     cmio_fd closed = sv[0];
-    pair_close(sv);
+    test_pair_close(sv);
     /* Nothing else opens descriptors in this process meanwhile, so the
      * number stays closed. */
     assert_int_equal(cmio_registry_register(c->reg, closed, 1, CMIO_READABLE), -EBADF);
@@ -243,7 +173,7 @@ static void unregistered_fd_is_enoent(void **state)
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
     assert_int_equal(cmio_registry_reregister(c->reg, sv[0], 1, CMIO_READABLE), -ENOENT);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), -ENOENT);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -277,7 +207,7 @@ static void bad_interest_on_register_is_einval(void **state)
     assert_int_equal(cmio_registry_register(c->reg, sv[0], 1, CMIO_WRITABLE), 0);
     expect_events(c, ARRIVE, {1, EXP_W});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void bad_interest_on_reregister_is_einval(void **state)
@@ -299,7 +229,7 @@ static void bad_interest_on_reregister_is_einval(void **state)
     expect_events(c, ARRIVE, {1, EXP_W});
     expect_events(c, ARRIVE, {1, EXP_W});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -378,7 +308,7 @@ static void rearm_arguments(void **state)
     assert_int_equal(cmio_registry_rearm(clone, CMIO_INVALID_FD, CMIO_READABLE), -EBADF);
     assert_int_equal(cmio_registry_rearm(clone, sv[0], CMIO_READABLE), 0);
     cmio_registry_free(clone);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -414,62 +344,45 @@ static void any_timeout_returns_a_ready_event(void **state)
         assert_true(test_now_ns() - t0 < ARRIVE);
     }
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
-}
-
-/* CPU time used by the calling thread, or -1 where unknown. A wait that
- * blocks uses next to none; one whose timeout wrapped to zero spins. */
-static int64_t thread_cpu_ns(void)
-{
-#if defined(_WIN32)
-    FILETIME created, exited, kernel, user;
-    if (!GetThreadTimes(GetCurrentThread(), &created, &exited, &kernel, &user))
-        return -1;
-    uint64_t k = ((uint64_t)kernel.dwHighDateTime << 32) | kernel.dwLowDateTime;
-    uint64_t u = ((uint64_t)user.dwHighDateTime << 32) | user.dwLowDateTime;
-    return (int64_t)(k + u) * 100;
-#elif defined(CLOCK_THREAD_CPUTIME_ID)
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-        return -1;
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-#else
-    return -1;
-#endif
+    test_pair_close(sv);
 }
 
 typedef struct {
     cmio_waker *w;
     int delay_ms;
+    int rc;
 } late_wake_t;
 
-static void late_wake(void *arg)
+/* A helper thread must not assert: it records, the main thread checks. */
+static TEST_THREAD_MAIN(late_wake)
 {
     late_wake_t *lw = arg;
     test_sleep_ms(lw->delay_ms);
-    assert_int_equal(cmio_waker_wake(lw->w), 0);
+    lw->rc = cmio_waker_wake(lw->w);
+    TEST_THREAD_END;
 }
 
 static void huge_and_negative_timeouts_wait_for_the_event(void **state)
 {
     test_ctx *c = *state;
-    late_wake_t lw = {NULL, 50};
+    late_wake_t lw = {NULL, 50, -1};
     assert_int_equal(cmio_waker_new(c->reg, 77, &lw.w), 0);
     for (size_t i = 0; i < sizeof(odd_timeouts) / sizeof(odd_timeouts[0]); i++) {
         /* Nothing is ready until the waker fires: a timeout that wrapped to
          * zero or to a small value would return 0 early, or spin through
          * zero-timeout waits until the event came. */
-        thread_t th;
-        int64_t cpu0 = thread_cpu_ns();
+        test_thread th;
+        int64_t cpu0 = test_thread_cpu_ns();
         int64_t t0 = test_now_ns();
-        thread_start(&th, late_wake, &lw);
+        test_thread_start(&th, late_wake, &lw);
         int n;
         do
             n = cmio_poll_wait(c->poll, c->events, odd_timeouts[i]);
         while (n == -EINTR);
         int64_t elapsed = test_now_ns() - t0;
-        int64_t cpu = cpu0 >= 0 ? thread_cpu_ns() - cpu0 : -1;
-        thread_join(&th);
+        int64_t cpu = cpu0 >= 0 ? test_thread_cpu_ns() - cpu0 : -1;
+        test_thread_join(th);
+        assert_int_equal(lw.rc, 0);
         if (n != 1)
             fail_msg("timeout %lld: wait returned %d after %lld ms", (long long)odd_timeouts[i], n,
                      (long long)(elapsed / MS));
@@ -505,13 +418,13 @@ typedef struct {
     cmio_token token;
 } waiter_t;
 
-static void waiter(void *arg)
+static TEST_THREAD_MAIN(waiter)
 {
     waiter_t *wt = arg;
     cmio_events *ev;
     if (cmio_events_new(&ev, 4) != 0) {
         wt->rc = -ENOMEM;
-        return;
+        TEST_THREAD_END;
     }
     /* The main thread probes with waits of its own until it sees -EBUSY,
      * so this thread may meet -EBUSY too before it gets in. */
@@ -520,6 +433,7 @@ static void waiter(void *arg)
     while (wt->rc == -EINTR || wt->rc == -EBUSY);
     wt->token = wt->rc > 0 ? cmio_event_token(cmio_events_get(ev, 0)) : 0;
     cmio_events_free(ev);
+    TEST_THREAD_END;
 }
 
 static void second_waiter_is_ebusy(void **state)
@@ -531,8 +445,8 @@ static void second_waiter_is_ebusy(void **state)
     assert_int_equal(cmio_poll_new(&other), 0);
 
     waiter_t wt = {c->poll, 1, 0};
-    thread_t th;
-    thread_start(&th, waiter, &wt);
+    test_thread th;
+    test_thread_start(&th, waiter, &wt);
     /* Wait until the thread is inside cmio_poll_wait: until then a second
      * wait simply finds nothing. */
     int rc = 0;
@@ -546,7 +460,7 @@ static void second_waiter_is_ebusy(void **state)
     assert_int_equal(cmio_poll_wait(other, c->events, 10 * MS), 0);
 
     assert_int_equal(cmio_waker_wake(w), 0);
-    thread_join(&th);
+    test_thread_join(th);
     assert_int_equal(wt.rc, 1);
     assert_int_equal(wt.token, 5);
     /* The waiter left: waiting works again. */
@@ -580,7 +494,7 @@ static void priority_works_or_is_enotsup(void **state)
         assert_int_equal(
             cmio_registry_reregister(c->reg, sv[0], 1, CMIO_READABLE | CMIO_PRIORITY), -ENOTSUP);
         assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-        pair_close(sv);
+        test_pair_close(sv);
         test_skip_because("no priority data on this backend's OS: CMIO_PRIORITY is -ENOTSUP");
         return;
     }
@@ -593,7 +507,7 @@ static void priority_works_or_is_enotsup(void **state)
     assert_int_equal(cmio_registry_reregister(c->reg, sv[0], 2, CMIO_PRIORITY), 0);
     expect_events(c, ARRIVE, {2, EXP_PRI});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -19,17 +19,9 @@
 
 #include <stdlib.h>
 
-#define SILENCE (100 * MS)
-#define ARRIVE (2000 * MS)
 
 #define MANY 200
 #define SMALL_CAP 7
-
-static void pair_close(cmio_fd sv[2])
-{
-    test_close(sv[0]);
-    test_close(sv[1]);
-}
 
 static int wait_ok(cmio_poll *p, cmio_events *ev, int64_t timeout)
 {
@@ -108,7 +100,7 @@ static void wait_writes_at_most_capacity(void **state)
     }
     for (int i = 0; i < N; i++) {
         assert_int_equal(cmio_registry_deregister(c->reg, sv[i][0]), 0);
-        pair_close(sv[i]);
+        test_pair_close(sv[i]);
     }
 }
 
@@ -163,9 +155,9 @@ static void wait_replaces_contents(void **state)
 
     assert_int_equal(cmio_registry_deregister(c->reg, d[0]), 0);
     cmio_events_free(ev);
-    pair_close(a);
-    pair_close(b);
-    pair_close(d);
+    test_pair_close(a);
+    test_pair_close(b);
+    test_pair_close(d);
 }
 
 static void buffer_reused_across_polls(void **state)
@@ -194,8 +186,8 @@ static void buffer_reused_across_polls(void **state)
     assert_int_equal(cmio_registry_deregister(cmio_poll_registry(other), b[0]), 0);
     cmio_events_free(ev);
     cmio_poll_free(other);
-    pair_close(a);
-    pair_close(b);
+    test_pair_close(a);
+    test_pair_close(b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -228,7 +220,7 @@ static void many_close(test_ctx *c, many_t *m)
 {
     for (int i = 0; i < MANY; i++) {
         assert_int_equal(cmio_registry_deregister(c->reg, m->sv[i][0]), 0);
-        pair_close(m->sv[i]);
+        test_pair_close(m->sv[i]);
     }
     free(m);
 }
@@ -394,8 +386,8 @@ static void two_entries_for_one_token_are_merged(void **state)
     assert_int_equal(cmio_registry_reregister(c->reg, a[0], 43, CMIO_READABLE | CMIO_WRITABLE), 0);
     expect_events(c, ARRIVE, {43, EXP_R | EXP_W});
     assert_int_equal(cmio_registry_deregister(c->reg, a[0]), 0);
-    pair_close(a);
-    pair_close(b);
+    test_pair_close(a);
+    test_pair_close(b);
 }
 
 int main(void)

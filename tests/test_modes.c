@@ -21,14 +21,6 @@
 #define SHUT_WR SD_SEND
 #endif
 
-#define SILENCE (100 * MS)
-#define ARRIVE (2000 * MS)
-
-static void pair_close(cmio_fd sv[2])
-{
-    test_close(sv[0]);
-    test_close(sv[1]);
-}
 
 /* Waits the whole window and returns how many events carried `token`
  * (each entry counts; other tokens fail the test). */
@@ -113,7 +105,7 @@ static void edge_reports_each_transition_once(void **state)
         expect_silence(c, SILENCE, ANY_TOKEN);
     }
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void edge_is_the_default(void **state)
@@ -128,7 +120,7 @@ static void edge_is_the_default(void **state)
     expect_events(c, ARRIVE, {1, EXP_R});
     expect_silence(c, SILENCE, 1);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void edge_undrained_is_silent_until_drained(void **state)
@@ -156,7 +148,7 @@ static void edge_undrained_is_silent_until_drained(void **state)
     assert_int_equal(drain_and_rearm(c, sv[0]), 1);
     expect_silence(c, SILENCE, 1);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void edge_writable_after_fill_and_drain(void **state)
@@ -204,7 +196,7 @@ static void edge_writable_after_fill_and_drain(void **state)
     int err = 0;
     assert_int_equal(test_send(sv[0], "z", 1, &err), 1);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -238,7 +230,7 @@ static void level_reports_every_wait_while_ready(void **state)
     expect_events(c, ARRIVE, {1, EXP_R});
     expect_events(c, ARRIVE, {1, EXP_R});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void level_writable_repeats(void **state)
@@ -258,7 +250,7 @@ static void level_writable_repeats(void **state)
     }
     assert_true(quiet);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -300,7 +292,7 @@ static void oneshot_reports_once_until_reregister(test_ctx *c, unsigned mode)
     /* A oneshot registration that has fired is still registered. */
     assert_int_equal(cmio_registry_register(c->reg, sv[0], 4, interest), -EEXIST);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void oneshot_edge(void **state)
@@ -329,7 +321,7 @@ static void oneshot_writable(void **state)
         assert_int_equal(count_events(c, SILENCE, 1), 1);
     }
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -363,7 +355,7 @@ static void read_closed_on_peer_shutdown(void **state)
     /* The other direction is still open. */
     test_send_all(sv[0], "x", 1);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void read_closed_after_data_on_peer_shutdown(void **state)
@@ -382,7 +374,7 @@ static void read_closed_after_data_on_peer_shutdown(void **state)
     char b;
     assert_int_equal(test_recv(sv[0], &b, 1, NULL), 0);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void read_closed_on_peer_close(void **state)

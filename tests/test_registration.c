@@ -25,14 +25,6 @@
 #include <fcntl.h>
 #endif
 
-#define SILENCE (100 * MS)
-#define ARRIVE (2000 * MS)
-
-static void pair_close(cmio_fd sv[2])
-{
-    test_close(sv[0]);
-    test_close(sv[1]);
-}
 
 static void register_twice_is_eexist(void **state)
 {
@@ -53,7 +45,7 @@ static void register_twice_is_eexist(void **state)
     /* Once deregistered, it may be registered again. */
     assert_int_equal(cmio_registry_register(c->reg, sv[0], 3, CMIO_READABLE), 0);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void unregistered_fd_is_enoent(void **state)
@@ -70,7 +62,7 @@ static void unregistered_fd_is_enoent(void **state)
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), -ENOENT);
     assert_int_equal(cmio_registry_reregister(c->reg, sv[0], 1, CMIO_WRITABLE), -ENOENT);
     expect_silence(c, SILENCE, ANY_TOKEN);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void registration_with_another_queue_is_not_this_one(void **state)
@@ -85,7 +77,7 @@ static void registration_with_another_queue_is_not_this_one(void **state)
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), -ENOENT);
     assert_int_equal(cmio_registry_deregister(cmio_poll_registry(other), sv[0]), 0);
     cmio_poll_free(other);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void reregister_replaces_token_and_interest(void **state)
@@ -114,7 +106,7 @@ static void reregister_replaces_token_and_interest(void **state)
     test_send_all(sv[1], "y", 1);
     expect_events(c, ARRIVE, {3, EXP_R});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void reregister_reports_source_that_is_ready_now(void **state)
@@ -142,7 +134,7 @@ static void reregister_reports_source_that_is_ready_now(void **state)
     assert_int_equal(cmio_registry_reregister(c->reg, sv[0], 5, CMIO_READABLE), 0);
     expect_silence(c, SILENCE, ANY_TOKEN);
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void reregister_reports_writable_now(void **state)
@@ -158,7 +150,7 @@ static void reregister_reports_writable_now(void **state)
     assert_int_equal(cmio_registry_reregister(c->reg, sv[0], 1, CMIO_READABLE | CMIO_WRITABLE), 0);
     expect_events(c, ARRIVE, {1, EXP_R | EXP_W});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void deregister_stops_events(void **state)
@@ -172,7 +164,7 @@ static void deregister_stops_events(void **state)
     expect_events(c, ARRIVE, {1, EXP_W});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
     expect_silence(c, SILENCE, ANY_TOKEN);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void deregister_drops_readiness_not_yet_collected(void **state)
@@ -192,7 +184,7 @@ static void deregister_drops_readiness_not_yet_collected(void **state)
     assert_int_equal(cmio_registry_register(c->reg, sv[0], 2, CMIO_READABLE), 0);
     expect_events(c, ARRIVE, {2, EXP_R});
     assert_int_equal(cmio_registry_deregister(c->reg, sv[0]), 0);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void reused_fd_number_registers_again(void **state)
@@ -228,7 +220,7 @@ static void reused_fd_number_registers_again(void **state)
     test_send_all(peer, "y", 1);
     expect_events(c, ARRIVE, {2, EXP_R});
     assert_int_equal(cmio_registry_deregister(c->reg, reused), 0);
-    pair_close(b);
+    test_pair_close(b);
 }
 
 static void reused_fd_number_after_close_without_deregister(void **state)
@@ -264,7 +256,7 @@ static void reused_fd_number_after_close_without_deregister(void **state)
     expect_events(c, ARRIVE, {2, EXP_R});
     assert_int_equal(cmio_registry_deregister(c->reg, reused), 0);
     expect_silence(c, SILENCE, ANY_TOKEN);
-    pair_close(b);
+    test_pair_close(b);
 }
 
 static void closed_without_deregister_does_not_spin(void **state)
@@ -331,7 +323,7 @@ static void one_fd_in_two_polls(void **state)
 
     cmio_events_free(other.events);
     cmio_poll_free(other.poll);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void clone_registers_on_the_same_queue(void **state)
@@ -367,7 +359,7 @@ static void clone_registers_on_the_same_queue(void **state)
     expect_events(c, ARRIVE, {10, EXP_R});
     assert_int_equal(cmio_registry_deregister(clone2, sv[0]), 0);
     cmio_registry_free(clone2);
-    pair_close(sv);
+    test_pair_close(sv);
 }
 
 static void extreme_tokens_round_trip(void **state)
@@ -391,7 +383,7 @@ static void extreme_tokens_round_trip(void **state)
                   {tokens[3], EXP_W}, {tokens[4], EXP_W});
     for (size_t i = 0; i < N; i++) {
         assert_int_equal(cmio_registry_deregister(c->reg, sv[i][0]), 0);
-        pair_close(sv[i]);
+        test_pair_close(sv[i]);
     }
 }
 
@@ -429,8 +421,8 @@ static void token_is_exact_per_event(void **state)
     assert_true(seen_a && seen_b);
     assert_int_equal(cmio_registry_deregister(c->reg, a[0]), 0);
     assert_int_equal(cmio_registry_deregister(c->reg, b[0]), 0);
-    pair_close(a);
-    pair_close(b);
+    test_pair_close(a);
+    test_pair_close(b);
 }
 
 #ifndef _WIN32

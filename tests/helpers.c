@@ -110,6 +110,23 @@ int test_teardown(void **state)
     return 0;
 }
 
+int test_fd_mark(void **state)
+{
+    *state = (void *)(intptr_t)test_open_fds();
+    return 0;
+}
+
+int test_fd_check(void **state)
+{
+    int before = (int)(intptr_t)*state;
+    int after = test_open_fds();
+    if (before >= 0 && after != before) {
+        print_error("descriptor leak: %d open before the test, %d after\n", before, after);
+        return -1;
+    }
+    return 0;
+}
+
 unsigned test_event_flags(const cmio_event *e)
 {
     unsigned f = 0;

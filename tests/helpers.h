@@ -67,6 +67,12 @@ typedef struct {
 int test_setup(void **state);    /* capacity 64 */
 int test_teardown(void **state); /* also checks nothing leaked a descriptor */
 
+/* For tests without the poll fixture: records the open descriptors before
+ * the test and fails it if any more or fewer are open after. */
+int test_fd_mark(void **state);
+int test_fd_check(void **state);
+#define cmio_unit_test(f) cmocka_unit_test_setup_teardown(f, test_fd_mark, test_fd_check)
+
 /* The event flags as EXP_* bits. */
 unsigned test_event_flags(const cmio_event *e);
 

@@ -609,7 +609,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(null_handles_are_einval, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(null_out_pointers_are_einval, test_setup, test_teardown),
-        cmocka_unit_test(accessors_accept_null),
+        cmio_unit_test(accessors_accept_null),
         cmocka_unit_test_setup_teardown(invalid_fd_is_ebadf, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(closed_fd_is_ebadf, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(closed_before_deregister_is_ebadf, test_setup,
@@ -619,7 +619,7 @@ int main(void)
                                         test_teardown),
         cmocka_unit_test_setup_teardown(bad_interest_on_reregister_is_einval, test_setup,
                                         test_teardown),
-        cmocka_unit_test(events_capacity_bounds),
+        cmio_unit_test(events_capacity_bounds),
         cmocka_unit_test_setup_teardown(rearm_arguments, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(any_timeout_returns_a_ready_event, test_setup,
                                         test_teardown),
@@ -631,7 +631,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(descriptor_exhaustion_is_emfile, test_setup,
                                         test_teardown),
 #ifdef __linux__
-        cmocka_unit_test(registering_the_queue_itself_is_einval),
+        cmio_unit_test(registering_the_queue_itself_is_einval),
 #endif
     };
     test_init();

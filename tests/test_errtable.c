@@ -260,7 +260,7 @@ int main(int argc, char **argv)
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(every_row_holds),
+        cmio_unit_test(every_row_holds),
     };
     return cmocka_run_group_tests_name(CMIO_TEST_CONCEPT " on " CMIO_BACKEND_NAME, tests, NULL, NULL);
 }

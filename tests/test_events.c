@@ -393,7 +393,7 @@ static void two_entries_for_one_token_are_merged(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(fresh_buffer_is_empty),
+        cmio_unit_test(fresh_buffer_is_empty),
         cmocka_unit_test_setup_teardown(wait_writes_at_most_capacity, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(wait_replaces_contents, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(buffer_reused_across_polls, test_setup, test_teardown),

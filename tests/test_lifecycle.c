@@ -153,16 +153,16 @@ static void strerror_names_every_code(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(poll_new_and_free),
-        cmocka_unit_test(many_polls_are_independent),
-        cmocka_unit_test(events_new_reports_capacity),
-        cmocka_unit_test(clone_outlives_poll),
+        cmio_unit_test(poll_new_and_free),
+        cmio_unit_test(many_polls_are_independent),
+        cmio_unit_test(events_new_reports_capacity),
+        cmio_unit_test(clone_outlives_poll),
         cmocka_unit_test_setup_teardown(poll_registry_is_not_freed_by_registry_free, test_setup,
                                         test_teardown),
-        cmocka_unit_test(waker_outlives_poll),
-        cmocka_unit_test(free_functions_accept_null),
-        cmocka_unit_test(backend_is_named),
-        cmocka_unit_test(strerror_names_every_code),
+        cmio_unit_test(waker_outlives_poll),
+        cmio_unit_test(free_functions_accept_null),
+        cmio_unit_test(backend_is_named),
+        cmio_unit_test(strerror_names_every_code),
     };
     test_init();
     return cmocka_run_group_tests_name(CMIO_TEST_CONCEPT " on " CMIO_BACKEND_NAME, tests, NULL,

@@ -354,3 +354,8 @@ const char *cmio_backend(void)
 {
     return CMIO_BACKEND_NAME;
 }
+
+const char *cmio_version(void)
+{
+    return CMIO_VERSION_STRING;
+}

@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cmio/config.h> /* generated: which backend this library was built with */
+#include <cmio/config.h> /* generated: the backend this library was built with, its version */
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,6 +56,32 @@ extern "C" {
 #else
 #define CMIO_API
 #endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** @{ */
+/** The version of this header, MAJOR.MINOR.PATCH under semantic versioning
+ * (see the README): a release that breaks the API or ABI raises MAJOR, one
+ * that only adds raises MINOR, one that only fixes raises PATCH. Before 1.0
+ * a MINOR release may break. Integer constants, usable in `#if`. */
+#define CMIO_VERSION_MAJOR CMIO__VERSION_MAJOR
+#define CMIO_VERSION_MINOR CMIO__VERSION_MINOR
+#define CMIO_VERSION_PATCH CMIO__VERSION_PATCH
+/** @} */
+
+#define CMIO__STRINGIFY(x) #x
+#define CMIO__VERSION_TEXT(a, b, c) CMIO__STRINGIFY(a) "." CMIO__STRINGIFY(b) "." CMIO__STRINGIFY(c)
+
+/** The version of this header as a string literal, "MAJOR.MINOR.PATCH". */
+#define CMIO_VERSION_STRING                                                                        \
+    CMIO__VERSION_TEXT(CMIO_VERSION_MAJOR, CMIO_VERSION_MINOR, CMIO_VERSION_PATCH)
+
+/** The version of the library linked in, "MAJOR.MINOR.PATCH". It equals
+ * CMIO_VERSION_STRING when the header and the library come from the same
+ * build; a program can compare the two to catch a mismatched install. */
+CMIO_API const char *cmio_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Types                                                                    */

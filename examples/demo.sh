@@ -8,6 +8,11 @@
 # the client (default 200 connections for 3 seconds with 1 KiB messages),
 # prints the client's verified result, stops the server with SIGTERM and
 # checks that it exits 0. Exits non-zero if anything fails. Needs no terminal.
+#
+# Windows builds under Wine: CMIO_DEMO_RUNNER=wine runs the .exe programs,
+# and CMIO_DEMO_STOP_SIGNAL=INT stops the server. Wine hands SIGINT to the
+# program as a console Ctrl-C, which the C runtime passes to its SIGINT
+# handler; SIGTERM has no Windows counterpart and ends the process at once.
 
 set -u
 
@@ -21,11 +26,19 @@ build=$1
 conns=${2:-200}
 secs=${3:-3}
 size=${4:-1024}
+runner=${CMIO_DEMO_RUNNER:-}
+stop=${CMIO_DEMO_STOP_SIGNAL:-TERM}
 
 bindir=
+exe=
 for d in "$build/examples" "$build"; do
     if [ -x "$d/echo_server" ] && [ -x "$d/echo_client" ]; then
         bindir=$d
+        break
+    fi
+    if [ -n "$runner" ] && [ -f "$d/echo_server.exe" ] && [ -f "$d/echo_client.exe" ]; then
+        bindir=$d
+        exe=.exe
         break
     fi
 done
@@ -69,13 +82,15 @@ wait_with_timeout() {
 
 # Port 0: the server binds a free port and prints it, so there is no race
 # with other programs picking ports.
-"$bindir/echo_server" -a 127.0.0.1 -p 0 </dev/null >"$tmp/server.out" 2>"$tmp/server.err" &
+$runner "$bindir/echo_server$exe" -a 127.0.0.1 -p 0 </dev/null >"$tmp/server.out" 2>"$tmp/server.err" &
 server_pid=$!
 
 port=
 i=0
 while [ "$i" -lt 100 ]; do
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/server.out")
+    # (tr: Windows text mode ends the line with CR LF)
+    port=$(cat "$tmp/server.out" 2>/dev/null | tr -d '\r' |
+           sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p')
     [ -n "$port" ] && break
     [ -s "$tmp/server.err" ] && break
     sleep 0.1
@@ -88,7 +103,7 @@ fi
 echo "demo: server listening on 127.0.0.1:$port (pid $server_pid)"
 echo "demo: client: $conns connections, $secs s, $size-byte messages"
 
-"$bindir/echo_client" -a 127.0.0.1 -p "$port" -c "$conns" -d "$secs" -s "$size" \
+$runner "$bindir/echo_client$exe" -a 127.0.0.1 -p "$port" -c "$conns" -d "$secs" -s "$size" \
     </dev/null >"$tmp/client.out" 2>"$tmp/client.err"
 client_status=$?
 sed 's/^/demo:   /' "$tmp/client.err"
@@ -97,13 +112,13 @@ if [ "$client_status" -ne 0 ]; then
     die "echo_client exited with status $client_status"
 fi
 [ -s "$tmp/client.out" ] || die "echo_client printed no result"
-echo "demo: result: $(cat "$tmp/client.out")"
+echo "demo: result: $(tr -d '\r' <"$tmp/client.out")"
 
-kill -TERM "$server_pid" 2>/dev/null || die "the server was gone before SIGTERM"
+kill -"$stop" "$server_pid" 2>/dev/null || die "the server was gone before SIG$stop"
 wait_with_timeout "$server_pid" 100
 server_status=$status
 server_pid=
 sed 's/^/demo:   /' "$tmp/server.err"
-[ "$server_status" -eq 0 ] || die "echo_server exited with status $server_status after SIGTERM"
-echo "demo: server exited 0 after SIGTERM"
+[ "$server_status" -eq 0 ] || die "echo_server exited with status $server_status after SIG$stop"
+echo "demo: server exited 0 after SIG$stop"
 echo "demo: OK"

@@ -208,13 +208,12 @@ static void closed_fd_is_ebadf(void **state)
      * not registered. */
     assert_int_equal(cmio_registry_rearm(c->reg, closed, CMIO_READABLE), 0);
 
-#ifndef _WIN32
-    /* A number that was never opened, far above anything in use. */
-    const int never = 1 << 20;
+    /* A number that was never opened, far above anything in use (on
+     * Windows too: handle values are small multiples of 4). */
+    const cmio_fd never = (cmio_fd)(1 << 20);
     assert_int_equal(cmio_registry_register(c->reg, never, 1, CMIO_READABLE), -EBADF);
     assert_int_equal(cmio_registry_reregister(c->reg, never, 1, CMIO_READABLE), -EBADF);
     assert_int_equal(cmio_registry_deregister(c->reg, never), -EBADF);
-#endif
     expect_silence(c, SILENCE, ANY_TOKEN);
 }
 
@@ -654,6 +653,13 @@ static void descriptor_exhaustion_is_emfile(void **state)
     assert_int_equal(cmio_waker_new(c->reg, 1, &w), 0);
     cmio_waker_free(w);
 }
+#else
+static void descriptor_exhaustion_is_emfile(void **state)
+{
+    (void)state;
+    test_skip_because("Windows has no per-process handle limit a test can lower (no "
+                      "RLIMIT_NOFILE): handles run out only with memory");
+}
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -708,10 +714,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(tiny_timeouts_time_out, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(second_waiter_is_ebusy, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(priority_works_or_is_enotsup, test_setup, test_teardown),
-#ifndef _WIN32
         cmocka_unit_test_setup_teardown(descriptor_exhaustion_is_emfile, test_setup,
                                         test_teardown),
-#endif
 #ifdef __linux__
         cmocka_unit_test(registering_the_queue_itself_is_einval),
 #endif

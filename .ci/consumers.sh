@@ -11,6 +11,9 @@
 #   5. single-file distribution (scripts/amalgamate.sh): cmio.c compiles on
 #                  its own under strict warnings with gcc and clang, for every
 #                  backend this machine has, and the program links and runs;
+#                  the Windows backend too, cross-built with MinGW-w64 and run
+#                  under Wine, when those are installed (.ci/wine.sh, earlier
+#                  in .ci/run, installs them);
 #   6. API reference: Doxygen with warnings as errors.
 #
 # Everything is built under a temporary directory that is removed at the end;
@@ -22,7 +25,14 @@ root=$PWD
 cmio_need_packages build-essential cmake pkg-config clang doxygen
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+cleanup() {
+  if [ -d "$tmp/wineprefix" ]; then
+    WINEPREFIX="$tmp/wineprefix" wineserver -k >/dev/null 2>&1 || true
+    WINEPREFIX="$tmp/wineprefix" wineserver -w >/dev/null 2>&1 || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 jobs=$(nproc)
 warn=(-Wall -Wextra -Wpedantic -Werror)
 
@@ -166,6 +176,28 @@ for b in $here; do
   quiet scripts/amalgamate.sh "$tmp/single-$b" "$b"
   single_check "$b only" "$tmp/single-$b" "$b"
 done
+
+if [[ " $(scripts/amalgamate.sh --list | tr '\n' ' ') " == *" iocp "* ]]; then
+  if command -v x86_64-w64-mingw32-gcc >/dev/null && command -v wine >/dev/null; then
+    # The same files, for Windows: cmio.h picks iocp there by itself.
+    win=x86_64-w64-mingw32-gcc
+    "$win" -std=c11 -O2 "${warn[@]}" -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -c "$tmp/single/cmio.c" -o "$tmp/single/cmio-win.o" || fail "Windows: $win -c cmio.c"
+    "$win" -std=c11 "${warn[@]}" -DCMIO_CONSUMER_SINGLE_FILE -I"$tmp/single" \
+           "-DCMIO_EXPECT_VERSION=\"$version\"" "-DCMIO_EXPECT_BACKEND=\"iocp\"" \
+           tests/consumers/main.c "$tmp/single/cmio-win.o" -lws2_32 -lntdll \
+           -o "$tmp/single/consumer.exe" || fail "Windows: link"
+    # A Wine prefix .ci/wine.sh made is reused; otherwise a temporary one.
+    prefix=${CMIO_WINE_CACHE:-${TMPDIR:-/tmp}/cmio-wine}/wineprefix
+    [ -d "$prefix" ] || prefix=$tmp/wineprefix
+    out=$(WINEPREFIX=$prefix WINEARCH=win64 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" \
+          timeout 120 wine "$tmp/single/consumer.exe" </dev/null 2>"$tmp/wine.log") ||
+      { cat "$tmp/wine.log" >&2; fail "Windows: the program failed under Wine"; }
+    echo "every backend, Windows ($win, Wine): $out"
+  else
+    echo "every backend, Windows: skipped, no MinGW-w64 or Wine here (.ci/wine.sh installs them)"
+  fi
+fi
 
 # ---------------------------------------------------------------------------
 step "API reference (Doxygen, warnings are errors)"

@@ -79,7 +79,7 @@ cmake -S . -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DCMIO_BUILD_TESTS=OFF \
       -DCMIO_BUILD_EXAMPLES=OFF -DCMIO_WERROR=ON -DCMAKE_INSTALL_PREFIX="$tmp/not-used" \
       >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; fail "configure"; }
 native=$(sed -n 's/^-- cmio: backend \([a-z0-9]*\) (available here: \(.*\))$/\1/p' "$tmp/configure.log")
-here=$(sed -n 's/^-- cmio: backend \([a-z0-9]*\) (available here: \(.*\))$/\2/p' "$tmp/configure.log")
+here=$(sed -n 's/^-- cmio: backend \([a-z0-9]*\) (available here: \(.*\))$/\2/p' "$tmp/configure.log" | tr ";" " ")
 if [ -z "$native" ] || [ -z "$here" ]; then
   fail "no 'cmio: backend' line in the configure output"
 fi

@@ -170,7 +170,7 @@ int cmio_poll_wait(cmio_poll *poll, cmio_events *events, int64_t timeout_ns)
 /* Registry                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static int check_interest(unsigned interest)
+static int validate_interest(unsigned interest)
 {
     if ((interest & ~CMIO__KNOWN_BITS) != 0 || (interest & CMIO__DIRECTIONS) == 0)
         return -EINVAL;
@@ -179,7 +179,7 @@ static int check_interest(unsigned interest)
 
 int cmio_registry_register(cmio_registry *r, cmio_fd fd, cmio_token t, unsigned interest)
 {
-    if (r == NULL || check_interest(interest) < 0)
+    if (r == NULL || validate_interest(interest) < 0)
         return -EINVAL;
     if (CMIO__BAD_FD(fd))
         return -EBADF;
@@ -188,7 +188,7 @@ int cmio_registry_register(cmio_registry *r, cmio_fd fd, cmio_token t, unsigned 
 
 int cmio_registry_reregister(cmio_registry *r, cmio_fd fd, cmio_token t, unsigned interest)
 {
-    if (r == NULL || check_interest(interest) < 0)
+    if (r == NULL || validate_interest(interest) < 0)
         return -EINVAL;
     if (CMIO__BAD_FD(fd))
         return -EBADF;
@@ -353,4 +353,9 @@ const char *cmio_strerror(int err)
 const char *cmio_backend(void)
 {
     return CMIO_BACKEND_NAME;
+}
+
+const char *cmio_version(void)
+{
+    return CMIO_VERSION_STRING;
 }

@@ -4,10 +4,12 @@
 #   sh examples/demo.sh BUILD_DIR [CONNECTIONS [SECONDS [MESSAGE_BYTES]]]
 #
 # BUILD_DIR is the CMake build directory (or the directory holding the two
-# programs). Builds nothing. Starts the server on a free loopback port, runs
-# the client (default 200 connections for 3 seconds with 1 KiB messages),
-# prints the client's verified result, stops the server with SIGTERM and
-# checks that it exits 0. Exits non-zero if anything fails. Needs no terminal.
+# programs). Builds nothing. Starts the server on a free loopback port with
+# one worker thread per CPU, runs the client (default 200 connections for 3
+# seconds with 1 KiB messages), prints the client's verified result, stops
+# the server with SIGTERM and checks that it exits 0. Exits non-zero if
+# anything fails. Needs no terminal. ECHO_SERVER_ARGS, if set, replaces the
+# server's --threads option (for example ECHO_SERVER_ARGS="--threads 4 --reuseport").
 
 set -u
 
@@ -67,9 +69,13 @@ wait_with_timeout() {
     wait "$watchdog" 2>/dev/null
 }
 
+cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+server_args=${ECHO_SERVER_ARGS:-"--threads $cpus"}
+
 # Port 0: the server binds a free port and prints it, so there is no race
 # with other programs picking ports.
-"$bindir/echo_server" -a 127.0.0.1 -p 0 </dev/null >"$tmp/server.out" 2>"$tmp/server.err" &
+# shellcheck disable=SC2086 # server_args is a list of options
+"$bindir/echo_server" -a 127.0.0.1 -p 0 $server_args </dev/null >"$tmp/server.out" 2>"$tmp/server.err" &
 server_pid=$!
 
 port=
@@ -77,7 +83,7 @@ i=0
 while [ "$i" -lt 100 ]; do
     port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/server.out")
     [ -n "$port" ] && break
-    [ -s "$tmp/server.err" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
     i=$((i + 1))
 done
@@ -85,7 +91,7 @@ if [ -z "$port" ]; then
     cat "$tmp/server.err" >&2
     die "the server did not start listening"
 fi
-echo "demo: server listening on 127.0.0.1:$port (pid $server_pid)"
+echo "demo: server listening on 127.0.0.1:$port (pid $server_pid, $server_args)"
 echo "demo: client: $conns connections, $secs s, $size-byte messages"
 
 "$bindir/echo_client" -a 127.0.0.1 -p "$port" -c "$conns" -d "$secs" -s "$size" \

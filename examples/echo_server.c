@@ -1324,12 +1324,11 @@ static int listen_on(const char *host, const char *port, bool reuseport, cmio_fd
 
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
-    char h[64] = "?";
-    snprintf(port_out, portlen, "?");
+    char h[64] = "?", p[16] = "?";
     if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
-        getnameinfo((struct sockaddr *)&ss, sslen, h, sizeof(h), port_out, (socklen_t)portlen,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(desc, desclen, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, port_out);
+        getnameinfo((struct sockaddr *)&ss, sslen, h, sizeof(h), p, sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(port_out, portlen, "%s", p);
+    snprintf(desc, desclen, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
     *out = fd;
     return 0;
 }

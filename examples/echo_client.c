@@ -343,7 +343,17 @@ enum state {
     ST_DONE,       /* finished, failed, or stopped: never again */
 };
 
-enum error_kind { ERR_CONNECT, ERR_REFUSED, ERR_RESET, ERR_EOF, ERR_CORRUPT, ERR_IDLE, ERR_TIMEOUT, ERR_OTHER, ERR_KINDS };
+enum error_kind {
+    ERR_CONNECT, /* a connect failed */
+    ERR_REFUSED, /* closed or reset by the server before any echo: its cap? */
+    ERR_RESET,   /* reset by the server later */
+    ERR_EOF,     /* closed by the server with echo still owed */
+    ERR_CORRUPT, /* a wrong byte, or more bytes than were sent */
+    ERR_IDLE,    /* an idle connection closed too early, too late or at all */
+    ERR_TIMEOUT, /* not finished DRAIN_NS after the end */
+    ERR_OTHER,
+    ERR_KINDS
+};
 
 static const char *const error_names[ERR_KINDS] = {"connect", "refused", "reset", "eof",
                                                    "corrupt", "idle",    "timeout", "other"};

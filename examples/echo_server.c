@@ -983,7 +983,8 @@ static void accept_pause(struct acceptor *a, int err)
     /* Once a second at most: a long shortage must not flood the log. */
     if (a->last_report == 0 || now - a->last_report >= 1000000000) {
         a->last_report = now;
-        log_msg("accept: %s; pausing accepts for %d ms", sock_strerror(err), (int)(ACCEPT_PAUSE_NS / 1000000));
+        log_msg("accept: %s; pausing accepts for %d ms", sock_strerror(err),
+                (int)(ACCEPT_PAUSE_NS / 1000000));
     }
 }
 
@@ -1326,7 +1327,8 @@ static int listen_on(const char *host, const char *port, bool reuseport, cmio_fd
     socklen_t sslen = sizeof(ss);
     char h[64] = "?", p[16] = "?";
     if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
-        getnameinfo((struct sockaddr *)&ss, sslen, h, sizeof(h), p, sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV);
+        getnameinfo((struct sockaddr *)&ss, sslen, h, sizeof(h), p, sizeof(p),
+                    NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(port_out, portlen, "%s", p);
     snprintf(desc, desclen, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
     *out = fd;
@@ -1495,7 +1497,8 @@ static int server_init(struct server *s)
     char threads[96] = "one thread";
     if (s->nthreads > 1)
         snprintf(threads, sizeof(threads), "%u worker threads, %s", s->nthreads,
-                 s->reuseport ? "one listener each (SO_REUSEPORT)" : "an accepting thread hands connections over");
+                 s->reuseport ? "one listener each (SO_REUSEPORT)"
+                              : "an accepting thread hands connections over");
     log_msg("%s; at most %zu connections, %zu-byte buffers, idle timeout %s, backend %s", threads,
             s->max_conns, s->limit, idle, cmio_backend());
     return 0;

@@ -1163,7 +1163,10 @@ static int client_init(struct client *cl, const char *host, const char *port)
     cl->connect_head = cl->connect_tail = NO_CONN;
     cl->runq_head = cl->runq_tail = NO_CONN;
     /* Interleaved kinds, so that each kind connects from the start. */
-    size_t left[3] = {cl->nconns, cl->nnoread, cl->nidle};
+    size_t left[3];
+    left[KIND_ECHO] = cl->nconns;
+    left[KIND_NOREAD] = cl->nnoread;
+    left[KIND_IDLE] = cl->nidle;
     size_t i = 0;
     while (i < cl->nslots) {
         for (int k = 0; k < 3 && i < cl->nslots; k++) {

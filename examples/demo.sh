@@ -4,10 +4,12 @@
 #   sh examples/demo.sh BUILD_DIR [CONNECTIONS [SECONDS [MESSAGE_BYTES]]]
 #
 # BUILD_DIR is the CMake build directory (or the directory holding the two
-# programs). Builds nothing. Starts the server on a free loopback port, runs
-# the client (default 200 connections for 3 seconds with 1 KiB messages),
-# prints the client's verified result, stops the server with SIGTERM and
-# checks that it exits 0. Exits non-zero if anything fails. Needs no terminal.
+# programs). Builds nothing. Starts the server on a free loopback port with
+# one worker thread per CPU, runs the client (default 200 connections for 3
+# seconds with 1 KiB messages), prints the client's verified result, stops
+# the server with SIGTERM and checks that it exits 0. Exits non-zero if
+# anything fails. Needs no terminal. ECHO_SERVER_ARGS, if set, replaces the
+# server's --threads option (for example ECHO_SERVER_ARGS="--threads 4 --reuseport").
 #
 # Windows builds under Wine: CMIO_DEMO_RUNNER=wine runs the .exe programs,
 # and CMIO_DEMO_STOP_SIGNAL=INT stops the server. Wine hands SIGINT to the
@@ -80,9 +82,13 @@ wait_with_timeout() {
     wait "$watchdog" 2>/dev/null
 }
 
+cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+server_args=${ECHO_SERVER_ARGS:-"--threads $cpus"}
+
 # Port 0: the server binds a free port and prints it, so there is no race
 # with other programs picking ports.
-$runner "$bindir/echo_server$exe" -a 127.0.0.1 -p 0 </dev/null >"$tmp/server.out" 2>"$tmp/server.err" &
+# shellcheck disable=SC2086 # server_args is a list of options
+$runner "$bindir/echo_server$exe" -a 127.0.0.1 -p 0 $server_args </dev/null >"$tmp/server.out" 2>"$tmp/server.err" &
 server_pid=$!
 
 port=
@@ -92,7 +98,7 @@ while [ "$i" -lt 100 ]; do
     port=$(cat "$tmp/server.out" 2>/dev/null | tr -d '\r' |
            sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p')
     [ -n "$port" ] && break
-    [ -s "$tmp/server.err" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
     i=$((i + 1))
 done
@@ -100,7 +106,7 @@ if [ -z "$port" ]; then
     cat "$tmp/server.err" >&2
     die "the server did not start listening"
 fi
-echo "demo: server listening on 127.0.0.1:$port (pid $server_pid)"
+echo "demo: server listening on 127.0.0.1:$port (pid $server_pid, $server_args)"
 echo "demo: client: $conns connections, $secs s, $size-byte messages"
 
 $runner "$bindir/echo_client$exe" -a 127.0.0.1 -p "$port" -c "$conns" -d "$secs" -s "$size" \

@@ -139,12 +139,13 @@ bool impl_enabled(enum impl i)
 
 int impl_order(int round, enum impl order[IMPL_COUNT])
 {
+    enum impl enabled[IMPL_COUNT];
     int n = 0;
-    for (int k = 0; k < IMPL_COUNT; k++) {
-        enum impl i = (enum impl)((k + round) % IMPL_COUNT);
-        if (impl_enabled(i))
-            order[n++] = i;
-    }
+    for (int i = 0; i < IMPL_COUNT; i++)
+        if (impl_enabled((enum impl)i))
+            enabled[n++] = (enum impl)i;
+    for (int k = 0; k < n; k++)
+        order[k] = enabled[(k + round) % n];
     return n;
 }
 

@@ -16,12 +16,12 @@
  * The connections are opened once per case, so no accept is measured. The
  * client runs through the whole case while the servers take turns on the
  * connections, a short window each (see run_case). Every server makes the
- * same system calls per
- * message: one recv into a 4 KiB buffer and one send of what came, from the
- * same function (echo_event), on level-triggered persistent registrations
- * (the one mode all five share; see pipechain.c), waiting with no timeout.
- * libuv is driven through uv_poll_t, not uv_read_start, so that it too
- * calls recv and send and its loop is what is compared.
+ * same system calls per message: one recv into a 4 KiB buffer and one send
+ * of what came, from the same function (echo_event), on level-triggered
+ * persistent registrations (the one mode all five share; see pipechain.c),
+ * waiting with no timeout. libuv is driven through uv_poll_t, not
+ * uv_read_start, so that it too calls recv and send and its loop is what is
+ * compared.
  */
 #include "harness.h"
 #include "peers.h"
@@ -30,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -375,6 +376,8 @@ static void conns_open(struct conns *cn, int c)
          * fill the port range with TIME_WAIT. */
         struct linger lg = {1, 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+            die("fcntl: %s", strerror(errno));
         cn->cli[i] = fd;
         cn->srv[i] = sfd;
     }

@@ -58,7 +58,9 @@ if [ "$callgrind" = 1 ]; then
 fi
 elapsed=$(( $(date +%s) - start ))
 
-# The machine, as far as it can be told from inside it.
+# The machine, as far as it can be told from inside it. Best effort: a
+# missing tool leaves a field empty (and `head` may cut a pipe short).
+set +e +o pipefail
 cpu=$(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
 hyper=$(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p' | head -n1)
 os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -s)
@@ -66,7 +68,8 @@ libc=$(ldd --version 2>/dev/null | head -n1 | sed 's/.* //')
 ccfile=$(ls "$build"/CMakeFiles/*/CMakeCCompiler.cmake 2>/dev/null | head -n1)
 cc=$(sed -n 's/^set(CMAKE_C_COMPILER_ID "\(.*\)")/\1/p' "$ccfile" 2>/dev/null)
 ccv=$(sed -n 's/^set(CMAKE_C_COMPILER_VERSION "\(.*\)")/\1/p' "$ccfile" 2>/dev/null)
-libev=$(sed -n 's/^#define EV_VERSION_MAJOR *//p;s/^#define EV_VERSION_MINOR *//p' /usr/include/ev.h 2>/dev/null | paste -sd. -)
+evdir=$(sed -n 's/^CMIO_BENCH_LIBEV_INCLUDE_DIR:PATH=//p' "$build/CMakeCache.txt" 2>/dev/null)
+libev=$(sed -n 's/^#define EV_VERSION_MAJOR *//p;s/^#define EV_VERSION_MINOR *//p' "$evdir/ev.h" 2>/dev/null | paste -sd. -)
 peers="libevent $(pkg-config --modversion libevent 2>/dev/null || echo absent)"
 peers="$peers, libev ${libev:-absent}, libuv $(pkg-config --modversion libuv 2>/dev/null || echo absent)"
 

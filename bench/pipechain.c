@@ -602,7 +602,7 @@ static long parse_list(const char *s, long *out, int max)
 
 int main(int argc, char **argv)
 {
-    bench_init("pipechain", 41);
+    bench_init("pipechain", 61);
     long ns[16] = {100, 1000, 10000, 100000}, as[16] = {1, 100};
     int nn = 4, na = 2, iters = 5;
     long w = 1000;

@@ -473,8 +473,15 @@ static void run_case(int c, double warm_ms, double window_ms)
             long m1 = atomic_load(&cl.msgs), n1 = atomic_load(&cl.nrtt);
             int64_t cpu1 = thread_cpu_ns(st), t1 = now_ns();
 
-            if (m1 <= m0)
-                die("%s: no message echoed in the window", impl_name[s.impl]);
+            if (m1 <= m0) {
+                /* Seen when other processes drive the host's TCP memory
+                 * into pressure: loopback segments are dropped and wait for
+                 * a retransmission timeout. Such a window says nothing
+                 * about the loop; leave it out. */
+                note("%s: no echo at all in a %.0f ms window: window left out", impl_name[s.impl],
+                     window_ms);
+                continue;
+            }
             if (n1 - n0 > RTT_CAP)
                 n0 = n1 - RTT_CAP;
             for (long x = n0; x < n1; x++)

@@ -102,7 +102,10 @@ void cmio__sel_free(struct cmio__sel *s)
 }
 
 /* A wait with a positive timeout: loop until an event or the deadline, so
- * that neither millisecond rounding nor clamping can end it early. */
+ * that neither millisecond rounding nor clamping can end it early. Kept out
+ * of line: inlined, its state made every wait, timed or not, save and
+ * restore six registers (35 instructions for an untimed wait, 17 without). */
+__attribute__((noinline))
 static int wait_timed(struct cmio__sel *s, struct epoll_event *buf, int cap, int64_t timeout_ns)
 {
     int64_t deadline = cmio__unix_deadline(timeout_ns);

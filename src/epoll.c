@@ -21,7 +21,10 @@
  *     but costs a few percent more per call, so it is used only when the
  *     timeout has a sub-millisecond part. It is probed once per queue: old
  *     kernels, seccomp filters and valgrind 3.19 fail it with ENOSYS (or
- *     EPERM), and then the timeout is rounded up to whole milliseconds.
+ *     EPERM), and then the timeout is rounded up to whole milliseconds. A
+ *     filter installed after the probe is met the same way, at the first
+ *     wait that fails. It takes a 64-bit timespec even where time_t is 32
+ *     bits.
  *   - epoll_ctl checks that the target can be polled before it looks the
  *     fd up, so MOD and DEL of a regular file or directory fail with EPERM.
  *     Such an fd can never have been registered, so the contract's answer
@@ -37,7 +40,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sys.h"
@@ -73,8 +75,13 @@ size_t cmio__sel_slot_size(void)
 
 static int epoll_pwait2_ns(int epfd, struct epoll_event *buf, int cap, int64_t ns)
 {
-    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-    /* The raw system call: glibc has a wrapper only from 2.35 on. */
+    /* The raw system call (glibc has a wrapper only from 2.35 on) takes the
+     * kernel's struct __kernel_timespec: two 64-bit fields on every
+     * architecture, unlike libc's timespec where time_t is 32 bits. */
+    struct {
+        int64_t tv_sec;
+        int64_t tv_nsec;
+    } ts = {ns / 1000000000, ns % 1000000000};
     return (int)syscall(SYS_epoll_pwait2, epfd, buf, cap, &ts, NULL, 0);
 }
 
@@ -112,10 +119,17 @@ static int wait_timed(struct cmio__sel *s, struct epoll_event *buf, int cap, int
     int64_t left = timeout_ns;
     for (;;) {
         int n;
-        if (s->has_pwait2 && left % 1000000 != 0)
+        if (s->has_pwait2 && left % 1000000 != 0) {
             n = epoll_pwait2_ns(s->epfd, buf, cap, left);
-        else
+            if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
+                /* A seccomp filter installed after the probe: fall back
+                 * for good (only the one waiter reads this flag). */
+                s->has_pwait2 = 0;
+                continue;
+            }
+        } else {
             n = epoll_wait(s->epfd, buf, cap, cmio__unix_ms_ceil(left));
+        }
         if (n != 0)
             return n;
         left = deadline - cmio__unix_now_ns();

@@ -573,8 +573,13 @@ static size_t collect(struct cmio__sel *s, cmio_events *events, int ready)
     for (size_t visited = 0; visited < n && todo > 0; visited++) {
         if (k == 0) {
             if (s->waker_check) {
-                if (!report_wakers(s, events, &count))
+                if (!report_wakers(s, events, &count)) {
+                    /* Full of wakes: the next scan starts with the fds,
+                     * or wakers woken before every wait would starve them
+                     * (wk_resume keeps the wakers' own turn). */
+                    k = n > 1 ? 1 : 0;
                     break;
+                }
                 todo--;
             }
         } else if (s->set.pfd[k].revents != 0) {
@@ -640,10 +645,13 @@ static int check_fd(struct cmio__sel *s, cmio_fd fd, struct stat *st, int adding
     if (fstat(fd, st) < 0) {
         int err = errno;
         if (err == EBADF) {
-            /* Whatever was registered under this number was closed. */
+            /* Whatever was registered under this number was closed. Look
+             * again under the lock: another thread may have opened the
+             * number and registered it since, and that one stays. */
             pthread_mutex_lock(&s->lock);
+            struct stat again;
             int i = lookup(s, fd);
-            if (i >= 0)
+            if (i >= 0 && fstat(fd, &again) < 0 && errno == EBADF)
                 remove_at(s, (size_t)i);
             pthread_mutex_unlock(&s->lock);
         }

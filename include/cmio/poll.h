@@ -93,7 +93,10 @@ typedef uintptr_t cmio_token;
 
 /** A pollable handle: a file descriptor on POSIX (socket, pipe, eventfd, tty,
  * FIFO, ...), a SOCKET on Windows. Regular files and directories are not
- * pollable and are refused with -EPERM. */
+ * pollable and are refused with -EPERM. Where the line falls for other
+ * files is the OS's: epoll asks the driver (a few procfs and sysfs files
+ * can be polled, /dev/null cannot), the poll and kqueue backends go by file
+ * type (regular files, directories and block devices are refused). */
 #ifdef _WIN32
 typedef uintptr_t cmio_fd;
 #define CMIO_INVALID_FD ((cmio_fd) ~(uintptr_t)0)
@@ -194,7 +197,14 @@ CMIO_API int cmio_poll_wait(cmio_poll *poll, cmio_events *events, int64_t timeou
  * queue itself), -EBADF (fd negative, closed or invalid), -EEXIST (fd is
  * already registered with this queue), -EPERM (fd is not pollable, such as
  * a regular file), -ENOTSUP (CMIO_PRIORITY on a backend without it),
- * -ENOMEM/-ENOSPC (the OS is out of memory or watches). */
+ * -ENOMEM/-ENOSPC (the OS is out of memory or watches).
+ *
+ * Register a socket once it is connecting or listening (after connect()
+ * gave EINPROGRESS, or after listen()), as every example does: Linux reports
+ * a TCP socket that is neither as hung up, so an edge-mode registration made
+ * earlier may spend its event on that, and the poll backend then holds the
+ * fd until a rearm. Code that must register earlier calls
+ * cmio_registry_reregister after connect() or listen(). */
 CMIO_API int cmio_registry_register(cmio_registry *r, cmio_fd fd, cmio_token t, unsigned interest);
 
 /** Replaces both the token and the interest of a registered fd and

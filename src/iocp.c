@@ -35,6 +35,15 @@
  *   - Wakers post packets with PostQueuedCompletionStatus; an atomic flag
  *     coalesces wakes, and a waker freed with its packet still queued is
  *     kept until that packet is seen.
+ *   - The kernel may refuse a poll request (out of nonpaged memory, say)
+ *     while the waiter re-issues it. The socket stays queued and the waiter
+ *     retries every few tens of milliseconds: cmio_poll_wait has no error
+ *     for it, an error event would claim a fault the connection does not
+ *     have, and a refusal that persists would make either one spin. Packets
+ *     keep being dequeued meanwhile, so a LOCAL_CLOSE still drops the socket.
+ *   - Posting can fail too. A packet make_room took off the port and cannot
+ *     put back is handled where it is: the socket is polled afresh, the
+ *     waker's wake is handed to the waiter by hand.
  *   - Teardown cancels every request and dequeues their packets before
  *     freeing the memory the kernel writes them into.
  */
@@ -49,6 +58,11 @@ _Static_assert(sizeof(cmio_event) <= sizeof(OVERLAPPED_ENTRY),
 
 /* The longest single wait: INFINITE (0xFFFFFFFF) would never end. */
 #define MAX_WAIT_MS (INFINITE - 1)
+
+/* How long the waiter waits before issuing refused requests again: the
+ * first retry comes soon, for a shortage that passes; later ones back off. */
+#define RETRY_FIRST_MS 10
+#define RETRY_MAX_MS 50
 
 size_t cmio__sel_slot_size(void)
 {
@@ -75,6 +89,27 @@ static DWORD ms_until(int64_t deadline)
         return 0;
     int64_t ms = left / 1000000 + (left % 1000000 != 0);
     return ms > (int64_t)MAX_WAIT_MS ? MAX_WAIT_MS : (DWORD)ms;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Failure injection (tests only; see iocp.h)                               */
+/* ------------------------------------------------------------------------ */
+
+static cmio__atomic fail_calls = 0;
+static cmio__atomic failed_calls = 0;
+
+long cmio__iocp_fail(unsigned calls)
+{
+    cmio__atomic_store(&fail_calls, (long)calls);
+    return cmio__atomic_exchange(&failed_calls, 0);
+}
+
+int cmio__iocp_failing(unsigned call)
+{
+    if ((cmio__atomic_load(&fail_calls) & (long)call) == 0)
+        return 0;
+    cmio__atomic_fetch_add(&failed_calls, 1);
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -153,6 +188,47 @@ void cmio__sel_free(struct cmio__sel *s)
 /* Registration                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* Frees a waker its owner freed while its packet was queued, now that the
+ * packet is seen. */
+static void free_dead_waker(struct cmio__sel *s, struct cmio__wk *w)
+{
+    struct cmio__wk **p = &s->dead_wakers;
+    while (*p != w)
+        p = &(*p)->next;
+    *p = w->next;
+    cmio__free(w);
+}
+
+/* A woken waker's packet is gone: the waiter reports the wake instead.
+ * `posted` stays set meanwhile, so further wakes coalesce into that one. */
+static void hold_waker(struct cmio__sel *s, struct cmio__wk *w)
+{
+    if (w->dead) {
+        free_dead_waker(s, w); /* nobody wants the wake any more */
+        return;
+    }
+    w->held = s->held_wakers;
+    s->held_wakers = w;
+}
+
+/* Puts a packet process_watchers took back on the port, marked; or, when
+ * that fails, deals with it here, as the waiter would have without an
+ * event. */
+static void requeue(struct cmio__sel *s, const OVERLAPPED_ENTRY *e, ULONG_PTR mark)
+{
+    ULONG_PTR kind = e->lpCompletionKey & CMIO__KEY_KIND;
+    if (!cmio__iocp_failing(CMIO__FAIL_REPOST)
+        && PostQueuedCompletionStatus(s->port, e->dwNumberOfBytesTransferred, kind | mark,
+                                      e->lpOverlapped))
+        return;
+    if (kind == CMIO__KEY_AFD)
+        cmio__sock_drop_answer(s, (struct cmio__op *)(void *)e->lpOverlapped);
+    else if (kind == CMIO__KEY_WAKER)
+        hold_waker(s, (struct cmio__wk *)(void *)e->lpOverlapped);
+    else
+        s->rescan = 0; /* a lost nudge: let hand_to_waiter post another */
+}
+
 /*
  * Takes every packet now on the port, processes those of lc watchers (which
  * never produce events, so any thread may) and queues the others again,
@@ -175,12 +251,29 @@ static void process_watchers(struct cmio__sel *s)
             if ((key & CMIO__KEY_KIND) == CMIO__KEY_AFD && cmio__op_is_watcher(op))
                 cmio__sock_feed(s, op, NULL);
             else
-                PostQueuedCompletionStatus(s->port, e[i].dwNumberOfBytesTransferred,
-                                           (key & CMIO__KEY_KIND) | mark, e[i].lpOverlapped);
+                requeue(s, &e[i], mark);
         }
         if (done)
             return;
     }
+}
+
+/*
+ * Work that only the waiter does (re-polling queued sockets, reporting held
+ * wakers) may have been left by this call: a refused request, or a packet
+ * that could not be put back. A waiter blocked on the port would not see it
+ * until something else woke it, so it is nudged. Best effort: if even that
+ * post fails, the next registration call or the waiter's next pass tries
+ * again.
+ */
+static void hand_to_waiter(struct cmio__sel *s)
+{
+    if (!s->polling || s->rescan)
+        return;
+    if (cmio__list_empty(&s->updates) && s->held_wakers == NULL)
+        return;
+    if (PostQueuedCompletionStatus(s->port, 0, CMIO__KEY_NUDGE, NULL))
+        s->rescan = 1;
 }
 
 /* Lets the waiting thread process the packets it may hold. */
@@ -225,6 +318,7 @@ int cmio__sel_register(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned i
     rc = make_room(s, (SOCKET)fd);
     if (rc == 0)
         rc = cmio__sock_new(s, (SOCKET)fd, base, t, interest);
+    hand_to_waiter(s);
     ReleaseSRWLockExclusive(&s->lock);
     return rc;
 }
@@ -252,9 +346,12 @@ int cmio__sel_reregister(struct cmio__sel *s, cmio_fd fd, cmio_token t, unsigned
     } else if (sock == NULL) {
         rc = -ENOENT;
     } else {
+        /* On failure the old registration stays in force (see
+         * cmio__sock_set). */
         rc = cmio__sock_set(s, sock, t, interest);
         if (rc == -EBADF)
             cmio__sock_kill(s, sock);
+        hand_to_waiter(s);
     }
     ReleaseSRWLockExclusive(&s->lock);
     return rc;
@@ -273,22 +370,24 @@ int cmio__sel_deregister(struct cmio__sel *s, cmio_fd fd)
     return sock != NULL ? 0 : -ENOENT;
 }
 
+/* Never fails: a request the kernel refuses stays queued with the new
+ * `armed` and is issued by a later retry (cmio__sock_update), and rearm has
+ * no error to report that with anyway. */
 int cmio__sel_rearm(struct cmio__sel *s, cmio_fd fd, unsigned directions)
 {
-    int rc = 0;
     AcquireSRWLockExclusive(&s->lock);
     struct cmio__sock *sock = cmio__table_find(s, (SOCKET)fd);
     if (sock != NULL) {
-        rc = cmio__sock_rearm(s, sock, directions);
+        int rc = cmio__sock_rearm(s, sock, directions);
         if (rc == -EBADF) {
             /* Closed under us: as good as not registered, which rearm
              * ignores. */
             cmio__sock_kill(s, sock);
-            rc = 0;
         }
+        hand_to_waiter(s);
     }
     ReleaseSRWLockExclusive(&s->lock);
-    return rc;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -336,11 +435,7 @@ void cmio__sel_waker_free(struct cmio__sel *s, struct cmio__wk *w)
 static int feed_waker(struct cmio__sel *s, struct cmio__wk *w, cmio_event *out)
 {
     if (w->dead) {
-        struct cmio__wk **p = &s->dead_wakers;
-        while (*p != w)
-            p = &(*p)->next;
-        *p = w->next;
-        cmio__free(w);
+        free_dead_waker(s, w);
         return 0;
     }
     /* Cleared before the event is handed out: a wake from now on posts a
@@ -355,18 +450,36 @@ static int feed_waker(struct cmio__sel *s, struct cmio__wk *w, cmio_event *out)
 /* Waiting                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Issues the requests of every socket queued since the last wait. */
+/*
+ * Issues the requests of every socket queued since the last wait. Returns
+ * whether the kernel refused some: those sockets are queued again (by
+ * cmio__sock_update) for a retry after a short wait.
+ */
 static int flush_updates(struct cmio__sel *s)
 {
-    while (!cmio__list_empty(&s->updates)) {
-        struct cmio__sock *sock = CMIO__CONTAINER(s->updates.next, struct cmio__sock, update);
-        int rc = cmio__sock_update(s, sock);
-        if (rc == -EBADF)
+    struct cmio__link todo;
+    cmio__list_take(&s->updates, &todo);
+    while (!cmio__list_empty(&todo)) {
+        struct cmio__sock *sock = CMIO__CONTAINER(todo.next, struct cmio__sock, update);
+        cmio__queue_remove(sock);
+        if (cmio__sock_update(s, sock) == -EBADF)
             cmio__sock_kill(s, sock); /* closed: LOCAL_CLOSE would say the same */
-        else if (rc < 0)
-            return rc; /* it stays queued for the next wait */
     }
-    return 0;
+    return !cmio__list_empty(&s->updates);
+}
+
+/* Reports the wakers process_watchers could not put back on the port, in
+ * the room left after the batch's events. */
+static int report_held(struct cmio__sel *s, cmio_event *out, size_t room)
+{
+    size_t count = 0;
+    while (s->held_wakers != NULL && count < room) {
+        struct cmio__wk *w = s->held_wakers;
+        s->held_wakers = w->held;
+        w->held = NULL;
+        count += (size_t)feed_waker(s, w, &out[count]);
+    }
+    return (int)count;
 }
 
 /* Translates n packets received into buf into events, in place. */
@@ -412,17 +525,26 @@ int cmio__sel_wait(struct cmio__sel *s, cmio_events *events, int64_t timeout_ns)
     }
     ULONG cap = (ULONG)events->cmio__cap;
     events->cmio__len = 0;
+    DWORD retry_ms = RETRY_FIRST_MS;
     /* With a zero timeout, a few rounds let re-issued requests that are
      * satisfied at once be reported; more would only spin. */
     for (int round = 0;; round++) {
         AcquireSRWLockExclusive(&s->lock);
-        int rc = flush_updates(s);
-        s->polling = rc == 0;
+        int retry = flush_updates(s);
+        int held = s->held_wakers != NULL;
+        s->polling = 1;
+        s->rescan = retry || held;
         ReleaseSRWLockExclusive(&s->lock);
-        if (rc < 0)
-            return rc;
 
         DWORD ms = timeout_ns < 0 ? INFINITE : timeout_ns == 0 ? 0 : ms_until(deadline);
+        if (held) {
+            ms = 0; /* wakes to report already: just collect what else is due */
+        } else if (!retry) {
+            retry_ms = RETRY_FIRST_MS;
+        } else if (ms > retry_ms) {
+            ms = retry_ms;
+            retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
+        }
         ULONG n = 0;
         OVERLAPPED_ENTRY *entries = (OVERLAPPED_ENTRY *)(void *)events->cmio__buf;
         BOOL ok = GetQueuedCompletionStatusEx(s->port, entries, cap, &n, ms, FALSE);
@@ -432,13 +554,19 @@ int cmio__sel_wait(struct cmio__sel *s, cmio_events *events, int64_t timeout_ns)
 
         AcquireSRWLockExclusive(&s->lock);
         s->polling = 0;
+        s->rescan = 0;
         int count = ok ? feed(s, entries, n) : 0;
+        count += report_held(s, &events->cmio__buf[count], cap - (size_t)count);
         s->batches++;
         ReleaseSRWLockExclusive(&s->lock);
         WakeAllConditionVariable(&s->batch);
 
-        if (!ok && err != WAIT_TIMEOUT)
-            return cmio__win_error(err);
+        if (!ok && err != WAIT_TIMEOUT && ms > 0) {
+            /* Only a port that is gone fails otherwise, which the core
+             * rules out; cmio_poll_wait has no error for it, so it is
+             * waited out like a refused request, without spinning. */
+            Sleep(ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS);
+        }
         if (count > 0) {
             events->cmio__len = (size_t)count;
             return count;

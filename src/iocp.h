@@ -61,6 +61,20 @@ static inline void cmio__list_remove(struct cmio__link *l)
     l->prev = l->next = NULL;
 }
 
+/* Moves every link of `from` onto `to`, which is then their list; `from`
+ * ends up empty. */
+static inline void cmio__list_take(struct cmio__link *from, struct cmio__link *to)
+{
+    cmio__list_init(to);
+    if (cmio__list_empty(from))
+        return;
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    cmio__list_init(from);
+}
+
 /* An AFD helper handle, shared by up to CMIO__GROUP_MAX sockets. */
 struct cmio__group {
     HANDLE afd;
@@ -98,6 +112,7 @@ struct cmio__wk {
     HANDLE port;
     int dead;                /* freed by the caller: free on its packet */
     struct cmio__wk *next;   /* in the selector's list of dead wakers */
+    struct cmio__wk *held;   /* in the selector's list of held wakers */
 };
 
 struct cmio__sel {
@@ -106,6 +121,9 @@ struct cmio__sel {
     /* The waiter is between dropping the lock to wait on the port and
      * taking it back; `batches` counts its passes, announced on `batch`. */
     int polling;
+    /* The waiter will look at `updates` and `held_wakers` again without
+     * being nudged: its wait is capped, or a nudge is already posted. */
+    int rescan;
     unsigned long batches;
     CONDITION_VARIABLE batch;
     ULONG_PTR passes;        /* make_room's requeue passes */
@@ -116,6 +134,9 @@ struct cmio__sel {
     struct cmio__link updates; /* sockets to re-poll before the next wait */
     struct cmio__group *groups;
     struct cmio__wk *dead_wakers;
+    /* Woken wakers whose packet a registering thread took off the port and
+     * could not post again: the waiter reports them instead. */
+    struct cmio__wk *held_wakers;
 };
 
 /* iocp_table.c */
@@ -137,7 +158,20 @@ int cmio__sock_rearm(struct cmio__sel *s, struct cmio__sock *sock, unsigned dire
 int cmio__sock_update(struct cmio__sel *s, struct cmio__sock *sock);
 void cmio__sock_kill(struct cmio__sel *s, struct cmio__sock *sock);
 int cmio__sock_feed(struct cmio__sel *s, struct cmio__op *op, cmio_event *out);
+void cmio__sock_drop_answer(struct cmio__sel *s, struct cmio__op *op);
 void cmio__sock_cancel_all(struct cmio__sock *sock);
+
+/*
+ * Failure injection, for tests only (like cmio__alloc_fail_after): from now
+ * on, the OS calls in `calls` fail as they do when the kernel is out of
+ * memory (0: none does). Returns how many calls were failed since the
+ * previous call. Process-wide, so a test using it must not run other cmio
+ * work in parallel threads.
+ */
+#define CMIO__FAIL_AFD_POLL 1u /* starting a poll request (-ENOMEM) */
+#define CMIO__FAIL_REPOST 2u   /* process_watchers putting a packet back */
+CMIO_API long cmio__iocp_fail(unsigned calls);
+int cmio__iocp_failing(unsigned call);
 
 static inline int cmio__op_is_watcher(const struct cmio__op *op)
 {

@@ -94,6 +94,8 @@ static unsigned directions_of_flags(uint32_t f)
 static int start(struct cmio__sel *s, struct cmio__op *op, ULONG events)
 {
     struct cmio__sock *sock = op->sock;
+    if (cmio__iocp_failing(CMIO__FAIL_AFD_POLL))
+        return -ENOMEM;
     int rc = cmio__afd_poll(sock->group->afd, &op->poll, sock->base, events, op);
     if (rc < 0)
         return rc;
@@ -156,13 +158,33 @@ int cmio__sock_new(struct cmio__sel *s, SOCKET fd, SOCKET base, cmio_token t, un
     return rc;
 }
 
+/*
+ * Registers anew. A call that fails changes nothing, as a failed
+ * EPOLL_CTL_MOD leaves the old registration in force (register and
+ * reregister may fail with -ENOMEM; rearm, which may not, keeps its change
+ * queued instead). cmio__sock_update fails only before it has cancelled
+ * anything (an idle lc refused, or an idle ev refused: a busy ev is kept or
+ * cancelled, never refused), so the kernel still does what the old state
+ * asked and restoring the fields is all there is to undo. The socket may
+ * stay queued; the re-poll then issues what the old state wants, which it
+ * was queued for anyway if that is anything (an idle ev with something
+ * armed always is).
+ */
 int cmio__sock_set(struct cmio__sel *s, struct cmio__sock *sock, cmio_token t, unsigned interest)
 {
+    cmio_token old_token = sock->token;
+    unsigned old_interest = sock->interest, old_armed = sock->armed;
     sock->token = t;
     sock->interest = interest;
     /* Registering anew resets every edge and re-enables a fired oneshot. */
     sock->armed = interest & CMIO__DIRECTIONS;
-    return cmio__sock_update(s, sock);
+    int rc = cmio__sock_update(s, sock);
+    if (rc < 0) {
+        sock->token = old_token;
+        sock->interest = old_interest;
+        sock->armed = old_armed;
+    }
+    return rc;
 }
 
 int cmio__sock_rearm(struct cmio__sel *s, struct cmio__sock *sock, unsigned directions)
@@ -178,11 +200,28 @@ int cmio__sock_rearm(struct cmio__sel *s, struct cmio__sock *sock, unsigned dire
     return cmio__sock_update(s, sock);
 }
 
+/*
+ * Brings the requests in line with `armed`. A request the kernel refuses for
+ * any reason but a closed socket leaves the socket queued: the waiter tries
+ * again before each wait, at a slower pace while it keeps failing (see
+ * flush_updates in iocp.c), so a change is delayed, never lost. The error
+ * is still returned, for callers that must report or undo it.
+ */
 int cmio__sock_update(struct cmio__sel *s, struct cmio__sock *sock)
 {
     struct cmio__op *op = &sock->ev;
     ULONG want = afd_events(sock->armed);
     cmio__queue_remove(sock);
+    if (!sock->lc.busy) {
+        /* Its last answer was no news and it could not be issued again
+         * then (feed_watcher). */
+        int rc = start(s, &sock->lc, CMIO__AFD_LOCAL_CLOSE);
+        if (rc < 0) {
+            if (rc != -EBADF)
+                cmio__queue_add(s, sock);
+            return rc;
+        }
+    }
     if (op->busy) {
         if (op->cancelled) {
             /* Already being replaced: its packet queues the socket again
@@ -200,8 +239,6 @@ int cmio__sock_update(struct cmio__sel *s, struct cmio__sock *sock)
     if (want == 0)
         return 0; /* nothing armed: only lc watches the socket */
     int rc = start(s, op, want);
-    /* Refused for want of kernel memory: tried again before the next wait,
-     * so the registration is not silently lost. */
     if (rc < 0 && rc != -EBADF)
         cmio__queue_add(s, sock);
     return rc;
@@ -225,12 +262,34 @@ static void feed_watcher(struct cmio__sel *s, struct cmio__sock *sock, ULONG afd
         /* Closed without deregistering (or its handle is otherwise gone):
          * drop it so the number can be registered again. */
         cmio__sock_kill(s, sock);
-    } else if (start(s, &sock->lc, CMIO__AFD_LOCAL_CLOSE) < 0) {
-        /* It ended without news (cancelled because the thread that issued
-         * it exited, on old Windows) and cannot be issued again: the socket
-         * is unusable. */
-        cmio__sock_kill(s, sock);
+        return;
     }
+    /* It ended without news (cancelled because the thread that issued it
+     * exited, on old Windows): watch again. */
+    int rc = start(s, &sock->lc, CMIO__AFD_LOCAL_CLOSE);
+    if (rc == -EBADF)
+        cmio__sock_kill(s, sock);
+    else if (rc < 0)
+        cmio__queue_add(s, sock); /* cmio__sock_update tries again */
+}
+
+/*
+ * op's packet was taken off the port by a thread that may not report it
+ * (process_watchers in iocp.c) and could not be posted again. Its answer is
+ * lost, so the socket is polled afresh: a condition that still holds ends
+ * the new request at once and is reported then, and one that no longer holds
+ * needs no event (an edge source drained since, a level one gone quiet).
+ */
+void cmio__sock_drop_answer(struct cmio__sel *s, struct cmio__op *op)
+{
+    struct cmio__sock *sock = op->sock;
+    op->busy = 0;
+    op->cancelled = 0;
+    s->busy_ops--;
+    if (sock->dead)
+        release_if_idle(sock);
+    else
+        cmio__queue_add(s, sock);
 }
 
 int cmio__sock_feed(struct cmio__sel *s, struct cmio__op *op, cmio_event *out)

@@ -133,6 +133,12 @@ static void closed_fd_is_ebadf(void **state)
     assert_int_equal(cmio_registry_register(c->reg, closed, 1, CMIO_READABLE), -EBADF);
     assert_int_equal(cmio_registry_reregister(c->reg, closed, 1, CMIO_READABLE), -EBADF);
     assert_int_equal(cmio_registry_deregister(c->reg, closed), -EBADF);
+    /* The fd is checked before the interest: -EBADF, not the -ENOTSUP of
+     * backends without CMIO_PRIORITY. */
+    assert_int_equal(
+        cmio_registry_register(c->reg, closed, 1, CMIO_READABLE | CMIO_PRIORITY), -EBADF);
+    assert_int_equal(
+        cmio_registry_reregister(c->reg, closed, 1, CMIO_READABLE | CMIO_PRIORITY), -EBADF);
     /* rearm never says whether an fd is registered (a rearm racing a
      * deregister and close must be harmless): a closed number is simply
      * not registered. */

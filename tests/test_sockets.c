@@ -467,6 +467,32 @@ static void pipe_reader_closed_is_write_error(void **state)
     assert_int_equal(cmio_registry_deregister(c->reg, p[1]), 0);
     close(p[1]);
 }
+
+static void pipe_reader_gone_before_register_is_write_error(void **state)
+{
+    test_ctx *c = *state;
+    int p[2];
+    make_pipe(p);
+    close(p[0]);
+    /* Registering still succeeds (FreeBSD's kqueue refuses a write filter
+     * on such a pipe), and the registration tells the writer at once. */
+    assert_int_equal(cmio_registry_register(c->reg, p[1], 14, CMIO_WRITABLE), 0);
+    wait_flags(c, 14, 0, EXP_ERR | EXP_WCLOSED);
+    assert_int_equal(write(p[1], "z", 1), -1);
+    assert_int_equal(errno, EPIPE);
+    /* Edge: nothing changes any more, so nothing more is reported. */
+    expect_silence(c, QUIET, ANY_TOKEN);
+
+    /* reregister re-evaluates readiness, with the new token. */
+    assert_int_equal(cmio_registry_reregister(c->reg, p[1], 15, CMIO_WRITABLE | CMIO_ONESHOT), 0);
+    wait_flags(c, 15, 0, EXP_ERR | EXP_WCLOSED);
+    expect_silence(c, QUIET, ANY_TOKEN);
+
+    assert_int_equal(cmio_registry_reregister(c->reg, p[1], 16, CMIO_WRITABLE), 0);
+    assert_int_equal(cmio_registry_deregister(c->reg, p[1]), 0);
+    expect_silence(c, QUIET, ANY_TOKEN);
+    close(p[1]);
+}
 #else
 #define NO_PIPES "Windows pipes are not sockets: AFD polls sockets only, so a cmio_fd is a SOCKET there"
 static void pipe_read_end_readable(void **state)
@@ -492,6 +518,12 @@ static void pipe_reader_closed_is_write_error(void **state)
     (void)state;
     test_skip_because(NO_PIPES);
 }
+
+static void pipe_reader_gone_before_register_is_write_error(void **state)
+{
+    (void)state;
+    test_skip_because(NO_PIPES);
+}
 #endif /* !_WIN32 */
 
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
@@ -510,6 +542,7 @@ int main(void)
         T(pipe_write_end_writable),
         T(pipe_writer_closed_is_read_closed),
         T(pipe_reader_closed_is_write_error),
+        T(pipe_reader_gone_before_register_is_write_error),
     };
     test_init();
     return cmocka_run_group_tests_name(CMIO_TEST_CONCEPT " on " CMIO_BACKEND_NAME, tests, NULL,

@@ -105,6 +105,11 @@
 /* Server state                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* A worker's two lists of connections, each threaded through links in the
+ * connections themselves: the run queue (connections with work left from
+ * their last turn) and every connection, least recently active first. */
+enum list { RUNQ, LRU, LISTS };
+
 /*
  * A connection. Once a worker has adopted it, only that worker's thread
  * touches it, so nothing in it is locked.
@@ -121,8 +126,7 @@ struct conn {
     bool queued;                   /* on the run queue */
     bool closed;                   /* waiting to be freed at the end of the batch */
     int64_t last_active;           /* when a byte last moved */
-    struct conn *run_prev, *run_next; /* run queue */
-    struct conn *lru_prev, *lru_next; /* the worker's connections, least recently active first */
+    struct conn *prev[LISTS], *next[LISTS]; /* in the worker's lists */
     struct conn *link;             /* in the hand-off inbox, then in the graveyard */
 };
 
@@ -156,8 +160,7 @@ struct worker {
     mutex_t inbox_lock;     /* guards inbox, and nothing else */
     struct conn *inbox;     /* handed over, not adopted yet */
 
-    struct conn *lru_head, *lru_tail;
-    struct conn *runq_head, *runq_tail;
+    struct conn *head[LISTS], *tail[LISTS]; /* the run queue and the LRU list */
     struct conn *graveyard; /* closed during this batch */
     int64_t now;            /* taken once per turn */
     int status;
@@ -200,58 +203,44 @@ struct server {
 /* Lists                                                                    */
 /* ------------------------------------------------------------------------ */
 
+static void list_append(struct worker *w, enum list l, struct conn *c)
+{
+    c->next[l] = NULL;
+    c->prev[l] = w->tail[l];
+    if (w->tail[l] != NULL)
+        w->tail[l]->next[l] = c;
+    else
+        w->head[l] = c;
+    w->tail[l] = c;
+}
+
+static void list_remove(struct worker *w, enum list l, struct conn *c)
+{
+    if (c->prev[l] != NULL)
+        c->prev[l]->next[l] = c->next[l];
+    else
+        w->head[l] = c->next[l];
+    if (c->next[l] != NULL)
+        c->next[l]->prev[l] = c->prev[l];
+    else
+        w->tail[l] = c->prev[l];
+    c->prev[l] = c->next[l] = NULL;
+}
+
 static void runq_push(struct worker *w, struct conn *c)
 {
     if (c->queued)
         return;
     c->queued = true;
-    c->run_next = NULL;
-    c->run_prev = w->runq_tail;
-    if (w->runq_tail != NULL)
-        w->runq_tail->run_next = c;
-    else
-        w->runq_head = c;
-    w->runq_tail = c;
+    list_append(w, RUNQ, c);
 }
 
 static void runq_remove(struct worker *w, struct conn *c)
 {
     if (!c->queued)
         return;
-    if (c->run_prev != NULL)
-        c->run_prev->run_next = c->run_next;
-    else
-        w->runq_head = c->run_next;
-    if (c->run_next != NULL)
-        c->run_next->run_prev = c->run_prev;
-    else
-        w->runq_tail = c->run_prev;
+    list_remove(w, RUNQ, c);
     c->queued = false;
-    c->run_prev = c->run_next = NULL;
-}
-
-static void lru_append(struct worker *w, struct conn *c)
-{
-    c->lru_next = NULL;
-    c->lru_prev = w->lru_tail;
-    if (w->lru_tail != NULL)
-        w->lru_tail->lru_next = c;
-    else
-        w->lru_head = c;
-    w->lru_tail = c;
-}
-
-static void lru_remove(struct worker *w, struct conn *c)
-{
-    if (c->lru_prev != NULL)
-        c->lru_prev->lru_next = c->lru_next;
-    else
-        w->lru_head = c->lru_next;
-    if (c->lru_next != NULL)
-        c->lru_next->lru_prev = c->lru_prev;
-    else
-        w->lru_tail = c->lru_prev;
-    c->lru_prev = c->lru_next = NULL;
 }
 
 /* Moving to the back on every activity keeps the list sorted by last
@@ -259,9 +248,9 @@ static void lru_remove(struct worker *w, struct conn *c)
 static void conn_touch(struct worker *w, struct conn *c)
 {
     c->last_active = w->now;
-    if (w->lru_tail != c) {
-        lru_remove(w, c);
-        lru_append(w, c);
+    if (w->tail[LRU] != c) {
+        list_remove(w, LRU, c);
+        list_append(w, LRU, c);
     }
 }
 
@@ -339,7 +328,7 @@ static void conn_close(struct worker *w, struct conn *c)
     c->fd = CMIO_INVALID_FD;
     ring_put(w, c);
     runq_remove(w, c);
-    lru_remove(w, c);
+    list_remove(w, LRU, c);
     c->closed = true;
     c->link = w->graveyard;
     w->graveyard = c;
@@ -557,9 +546,9 @@ static void runq_run(struct worker *w)
     /* Only the connections queued now: one that uses up its turn again goes
      * to the back and waits for the next round, after a non-blocking wait
      * has let everyone else in. */
-    struct conn *last = w->runq_tail;
-    while (w->runq_head != NULL) {
-        struct conn *c = w->runq_head;
+    struct conn *last = w->tail[RUNQ];
+    while (w->head[RUNQ] != NULL) {
+        struct conn *c = w->head[RUNQ];
         bool was_last = c == last;
         conn_run(w, c); /* takes c off the queue first */
         if (was_last)
@@ -574,8 +563,8 @@ static void worker_expire(struct worker *w)
     int64_t idle = w->srv->idle_ns;
     if (idle == 0)
         return;
-    while (w->lru_head != NULL && w->now - w->lru_head->last_active >= idle) {
-        conn_close(w, w->lru_head);
+    while (w->head[LRU] != NULL && w->now - w->head[LRU]->last_active >= idle) {
+        conn_close(w, w->head[LRU]);
         w->idle_closed++;
     }
 }
@@ -599,7 +588,7 @@ static struct conn *conn_new(cmio_fd fd, unsigned interest)
 static void worker_adopt(struct worker *w, struct conn *c)
 {
     c->last_active = w->now;
-    lru_append(w, c);
+    list_append(w, LRU, c);
     w->conns++;
 }
 
@@ -808,12 +797,12 @@ static int64_t min_timeout(int64_t a, int64_t b)
 
 static int64_t worker_timeout(struct worker *w)
 {
-    if (w->runq_head != NULL || w->acc.more)
+    if (w->head[RUNQ] != NULL || w->acc.more)
         return 0;
     int64_t now = now_ns();
     int64_t timeout = acceptor_timeout(&w->acc, now);
-    if (w->srv->idle_ns > 0 && w->lru_head != NULL) {
-        int64_t left = w->lru_head->last_active + w->srv->idle_ns - now;
+    if (w->srv->idle_ns > 0 && w->head[LRU] != NULL) {
+        int64_t left = w->head[LRU]->last_active + w->srv->idle_ns - now;
         timeout = min_timeout(timeout, left > 0 ? left + IDLE_SLACK_NS : 0);
     }
     return timeout;
@@ -863,8 +852,8 @@ static int worker_loop(struct worker *w)
 static void worker_close_all(struct worker *w)
 {
     worker_take_inbox(w);
-    while (w->lru_head != NULL)
-        conn_close(w, w->lru_head);
+    while (w->head[LRU] != NULL)
+        conn_close(w, w->head[LRU]);
     worker_bury(w);
     if (w->acc.fd != CMIO_INVALID_FD) {
         cmio_registry_deregister(w->reg, w->acc.fd);

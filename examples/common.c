@@ -21,7 +21,7 @@
 /* Sockets                                                                  */
 /* ------------------------------------------------------------------------ */
 
-#if defined(MSG_NOSIGNAL)
+#if !defined(_WIN32) && defined(MSG_NOSIGNAL)
 #define SEND_FLAGS MSG_NOSIGNAL
 #else
 #define SEND_FLAGS 0 /* Windows has no SIGPIPE; elsewhere sock_tune sets SO_NOSIGPIPE */

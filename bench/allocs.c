@@ -145,14 +145,14 @@ struct ops {
 
 /* epoll ------------------------------------------------------------------ */
 
-struct ep_loop {
+struct ep_state {
     int epfd, efd;
     struct epoll_event events[1024];
 };
 
 static void *ep_create(void)
 {
-    struct ep_loop *l = malloc(sizeof(*l));
+    struct ep_state *l = malloc(sizeof(*l));
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = UINT64_MAX};
     if (l == NULL || (l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0
         || (l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0
@@ -161,7 +161,7 @@ static void *ep_create(void)
     return l;
 }
 
-static void ep_ctl(struct ep_loop *l, int op, long i, uint64_t token)
+static void ep_ctl(struct ep_state *l, int op, long i, uint64_t token)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = token};
     if (epoll_ctl(l->epfd, op, g_fds[2 * i], &ev) < 0)
@@ -185,7 +185,7 @@ static void ep_dereg(void *l, long i)
 
 static void ep_run(void *loop)
 {
-    struct ep_loop *l = loop;
+    struct ep_state *l = loop;
     int k = epoll_wait(l->epfd, l->events, 1024, 0);
     for (int j = 0; j < k; j++)
         on_event();
@@ -193,7 +193,7 @@ static void ep_run(void *loop)
 
 static void ep_wake(void *loop)
 {
-    struct ep_loop *l = loop;
+    struct ep_state *l = loop;
     uint64_t one = 1;
     if (write(l->efd, &one, sizeof(one)) != sizeof(one))
         die("eventfd write: %s", strerror(errno));
@@ -201,7 +201,7 @@ static void ep_wake(void *loop)
 
 static void ep_destroy(void *loop)
 {
-    struct ep_loop *l = loop;
+    struct ep_state *l = loop;
     close(l->efd);
     close(l->epfd);
     free(l);
@@ -209,7 +209,7 @@ static void ep_destroy(void *loop)
 
 /* cmio ------------------------------------------------------------------- */
 
-struct cm_loop {
+struct cm_state {
     cmio_poll *poll;
     cmio_registry *reg;
     cmio_events *events;
@@ -218,7 +218,7 @@ struct cm_loop {
 
 static void *cm_create(void)
 {
-    struct cm_loop *l = malloc(sizeof(*l));
+    struct cm_state *l = malloc(sizeof(*l));
     int rc;
     if (l == NULL)
         die("out of memory");
@@ -237,26 +237,26 @@ static void cm_check(int rc, const char *what)
 
 static void cm_reg(void *loop, long i)
 {
-    struct cm_loop *l = loop;
+    struct cm_state *l = loop;
     cm_check(cmio_registry_register(l->reg, g_fds[2 * i], (cmio_token)i, CMIO_READABLE | CMIO_LEVEL), "register");
 }
 
 static void cm_rereg(void *loop, long i)
 {
-    struct cm_loop *l = loop;
+    struct cm_state *l = loop;
     cm_check(cmio_registry_reregister(l->reg, g_fds[2 * i], (cmio_token)i + NFDS, CMIO_READABLE | CMIO_LEVEL),
              "reregister");
 }
 
 static void cm_dereg(void *loop, long i)
 {
-    struct cm_loop *l = loop;
+    struct cm_state *l = loop;
     cm_check(cmio_registry_deregister(l->reg, g_fds[2 * i]), "deregister");
 }
 
 static void cm_run(void *loop)
 {
-    struct cm_loop *l = loop;
+    struct cm_state *l = loop;
     int k = cmio_poll_wait(l->poll, l->events, 0);
     for (int j = 0; j < k; j++)
         if (cmio_events_get(l->events, (size_t)j) != NULL)
@@ -265,13 +265,13 @@ static void cm_run(void *loop)
 
 static void cm_wake(void *loop)
 {
-    struct cm_loop *l = loop;
+    struct cm_state *l = loop;
     cm_check(cmio_waker_wake(l->waker), "wake");
 }
 
 static void cm_destroy(void *loop)
 {
-    struct cm_loop *l = loop;
+    struct cm_state *l = loop;
     cmio_waker_free(l->waker);
     cmio_events_free(l->events);
     cmio_poll_free(l->poll);
@@ -281,13 +281,13 @@ static void cm_destroy(void *loop)
 /* libevent --------------------------------------------------------------- */
 
 #ifdef BENCH_HAVE_LIBEVENT
-struct le_loop {
+struct le_state {
     struct event_base *base;
     char *ev; /* NFDS events of event_get_struct_event_size() bytes */
     struct event *wake;
 };
 
-static struct event *le_ev(struct le_loop *l, long i)
+static struct event *le_ev(struct le_state *l, long i)
 {
     return (struct event *)(void *)(l->ev + (size_t)i * event_get_struct_event_size());
 }
@@ -302,7 +302,7 @@ static void le_cb(evutil_socket_t fd, short what, void *arg)
 
 static void *le_create(void)
 {
-    struct le_loop *l = malloc(sizeof(*l));
+    struct le_state *l = malloc(sizeof(*l));
     if (l == NULL || (l->base = event_base_new()) == NULL
         || (l->ev = calloc(NFDS, event_get_struct_event_size())) == NULL
         || (l->wake = event_new(l->base, -1, 0, le_cb, NULL)) == NULL)
@@ -312,7 +312,7 @@ static void *le_create(void)
 
 static void le_reg(void *loop, long i)
 {
-    struct le_loop *l = loop;
+    struct le_state *l = loop;
     if (event_assign(le_ev(l, i), l->base, g_fds[2 * i], LE_READ | LE_PERSIST, le_cb, (void *)(intptr_t)i) < 0
         || event_add(le_ev(l, i), NULL) < 0)
         die("event_add failed");
@@ -320,7 +320,7 @@ static void le_reg(void *loop, long i)
 
 static void le_rereg(void *loop, long i)
 {
-    struct le_loop *l = loop;
+    struct le_state *l = loop;
     if (event_del(le_ev(l, i)) < 0
         || event_assign(le_ev(l, i), l->base, g_fds[2 * i], LE_READ | LE_PERSIST, le_cb, (void *)(intptr_t)(i + NFDS)) < 0
         || event_add(le_ev(l, i), NULL) < 0)
@@ -329,26 +329,26 @@ static void le_rereg(void *loop, long i)
 
 static void le_dereg(void *loop, long i)
 {
-    struct le_loop *l = loop;
+    struct le_state *l = loop;
     if (event_del(le_ev(l, i)) < 0)
         die("event_del failed");
 }
 
 static void le_run(void *loop)
 {
-    struct le_loop *l = loop;
+    struct le_state *l = loop;
     event_base_loop(l->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
 static void le_wake(void *loop)
 {
-    struct le_loop *l = loop;
+    struct le_state *l = loop;
     event_active(l->wake, LE_READ, 0);
 }
 
 static void le_destroy(void *loop)
 {
-    struct le_loop *l = loop;
+    struct le_state *l = loop;
     event_free(l->wake);
     event_base_free(l->base);
     free(l->ev);
@@ -359,7 +359,7 @@ static void le_destroy(void *loop)
 /* libev ------------------------------------------------------------------ */
 
 #ifdef BENCH_HAVE_LIBEV
-struct lv_loop {
+struct lv_state {
     struct ev_loop *loop;
     ev_io io[NFDS];
     ev_async async;
@@ -383,7 +383,7 @@ static void lv_async_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 static void *lv_create(void)
 {
-    struct lv_loop *l = malloc(sizeof(*l));
+    struct lv_state *l = malloc(sizeof(*l));
     if (l == NULL || (l->loop = ev_loop_new(EVBACKEND_EPOLL)) == NULL)
         die("ev_loop_new(EVBACKEND_EPOLL) failed");
     for (long i = 0; i < NFDS; i++)
@@ -395,14 +395,14 @@ static void *lv_create(void)
 
 static void lv_reg(void *loop, long i)
 {
-    struct lv_loop *l = loop;
+    struct lv_state *l = loop;
     l->io[i].data = (void *)(intptr_t)i;
     ev_io_start(l->loop, &l->io[i]);
 }
 
 static void lv_rereg(void *loop, long i)
 {
-    struct lv_loop *l = loop;
+    struct lv_state *l = loop;
     ev_io_stop(l->loop, &l->io[i]);
     ev_io_set(&l->io[i], g_fds[2 * i], EV_READ);
     l->io[i].data = (void *)(intptr_t)(i + NFDS);
@@ -411,25 +411,25 @@ static void lv_rereg(void *loop, long i)
 
 static void lv_dereg(void *loop, long i)
 {
-    struct lv_loop *l = loop;
+    struct lv_state *l = loop;
     ev_io_stop(l->loop, &l->io[i]);
 }
 
 static void lv_run(void *loop)
 {
-    struct lv_loop *l = loop;
+    struct lv_state *l = loop;
     ev_run(l->loop, EVRUN_NOWAIT);
 }
 
 static void lv_wake(void *loop)
 {
-    struct lv_loop *l = loop;
+    struct lv_state *l = loop;
     ev_async_send(l->loop, &l->async);
 }
 
 static void lv_destroy(void *loop)
 {
-    struct lv_loop *l = loop;
+    struct lv_state *l = loop;
     ev_async_stop(l->loop, &l->async);
     ev_loop_destroy(l->loop);
     free(l);
@@ -439,7 +439,7 @@ static void lv_destroy(void *loop)
 /* libuv ------------------------------------------------------------------ */
 
 #ifdef BENCH_HAVE_LIBUV
-struct lu_loop {
+struct lu_state {
     uv_loop_t loop;
     uv_poll_t poll[NFDS];
     uv_async_t async;
@@ -461,7 +461,7 @@ static void lu_async_cb(uv_async_t *h)
 
 static void *lu_create(void)
 {
-    struct lu_loop *l = malloc(sizeof(*l));
+    struct lu_state *l = malloc(sizeof(*l));
     if (l == NULL || uv_loop_init(&l->loop) != 0 || uv_async_init(&l->loop, &l->async, lu_async_cb) != 0)
         die("libuv set-up failed");
     return l;
@@ -469,7 +469,7 @@ static void *lu_create(void)
 
 static void lu_reg(void *loop, long i)
 {
-    struct lu_loop *l = loop;
+    struct lu_state *l = loop;
     int rc = uv_poll_init(&l->loop, &l->poll[i], g_fds[2 * i]);
     if (rc == 0)
         rc = uv_poll_start(&l->poll[i], UV_READABLE, lu_cb);
@@ -480,7 +480,7 @@ static void lu_reg(void *loop, long i)
 
 static void lu_rereg(void *loop, long i)
 {
-    struct lu_loop *l = loop;
+    struct lu_state *l = loop;
     l->poll[i].data = (void *)(intptr_t)(i + NFDS);
     int rc = uv_poll_start(&l->poll[i], UV_READABLE, lu_cb);
     if (rc != 0)
@@ -489,27 +489,27 @@ static void lu_rereg(void *loop, long i)
 
 static void lu_dereg(void *loop, long i)
 {
-    struct lu_loop *l = loop;
+    struct lu_state *l = loop;
     if (uv_poll_stop(&l->poll[i]) != 0)
         die("uv_poll_stop failed");
 }
 
 static void lu_run(void *loop)
 {
-    struct lu_loop *l = loop;
+    struct lu_state *l = loop;
     uv_run(&l->loop, UV_RUN_NOWAIT);
 }
 
 static void lu_wake(void *loop)
 {
-    struct lu_loop *l = loop;
+    struct lu_state *l = loop;
     if (uv_async_send(&l->async) != 0)
         die("uv_async_send failed");
 }
 
 static void lu_destroy(void *loop)
 {
-    struct lu_loop *l = loop;
+    struct lu_state *l = loop;
     for (long i = 0; i < NFDS; i++)
         uv_close((uv_handle_t *)&l->poll[i], NULL);
     uv_close((uv_handle_t *)&l->async, NULL);

@@ -43,7 +43,7 @@
 #include <unistd.h>
 
 #define MSG_SIZE 64
-#define EVENTS_CAP 1024
+#define EVENTS_CAP 1024 /* the client's event buffer */
 #define RTT_CAP (1L << 20)
 
 enum { CPU_SERVER = 0, CPU_CLIENT = 1 };
@@ -88,54 +88,32 @@ static inline bool echo_event(struct server *s, long idx)
 /* The five servers                                                         */
 /* ------------------------------------------------------------------------ */
 
-static void serve_epoll(struct server *s)
+/* Each one runs its loop until the control socket is readable. */
+
+static void serve_epoll(struct server *s, void *loop)
 {
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0)
-        die("epoll_create1: %s", strerror(errno));
-    for (int i = 0; i <= s->c; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, i < s->c ? s->fds[i] : s->ctl, &ev) < 0)
-            die("epoll_ctl: %s", strerror(errno));
-    }
-    static struct epoll_event events[EVENTS_CAP];
-    atomic_store(&s->ready, 1);
+    struct ep_loop *l = loop;
     for (;;) {
-        int k = epoll_wait(ep, events, EVENTS_CAP, -1);
+        int k = epoll_wait(l->epfd, l->events, BENCH_EVENTS_CAP, -1);
         if (k < 0 && errno != EINTR)
             die("epoll_wait: %s", strerror(errno));
         for (int j = 0; j < k; j++)
-            if (!echo_event(s, (long)events[j].data.u64))
-                goto out;
+            if (!echo_event(s, (long)l->events[j].data.u64))
+                return;
     }
-out:
-    close(ep);
 }
 
-static void serve_cmio(struct server *s)
+static void serve_cmio(struct server *s, void *loop)
 {
-    cmio_poll *poll;
-    cmio_events *events;
-    int rc;
-    if ((rc = cmio_poll_new(&poll)) < 0 || (rc = cmio_events_new(&events, EVENTS_CAP)) < 0)
-        die("cmio: %s", cmio_strerror(rc));
-    cmio_registry *reg = cmio_poll_registry(poll);
-    for (int i = 0; i <= s->c; i++)
-        if ((rc = cmio_registry_register(reg, i < s->c ? s->fds[i] : s->ctl, (cmio_token)i,
-                                         CMIO_READABLE | CMIO_LEVEL)) < 0)
-            die("cmio_registry_register: %s", cmio_strerror(rc));
-    atomic_store(&s->ready, 1);
+    struct cm_loop *l = loop;
     for (;;) {
-        int k = cmio_poll_wait(poll, events, -1);
+        int k = cmio_poll_wait(l->poll, l->events, -1);
         if (k < 0 && k != -EINTR)
             die("cmio_poll_wait: %s", cmio_strerror(k));
         for (int j = 0; j < k; j++)
-            if (!echo_event(s, (long)cmio_event_token(cmio_events_get(events, (size_t)j))))
-                goto out;
+            if (!echo_event(s, (long)cmio_event_token(cmio_events_get(l->events, (size_t)j))))
+                return;
     }
-out:
-    cmio_events_free(events);
-    cmio_poll_free(poll);
 }
 
 #ifdef BENCH_HAVE_LIBEVENT
@@ -145,30 +123,17 @@ static void le_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    if (!echo_event(g_server, (long)(intptr_t)arg))
+    if (!echo_event(g_server, (long)(uintptr_t)arg))
         event_base_loopbreak(le_base);
 }
 
-static void serve_libevent(struct server *s)
+static void serve_libevent(struct server *s, void *loop)
 {
-    if ((le_base = event_base_new()) == NULL)
-        die("event_base_new failed");
-    struct event **ev = malloc(sizeof(*ev) * (size_t)(s->c + 1));
-    if (ev == NULL)
-        die("out of memory");
-    for (int i = 0; i <= s->c; i++) {
-        ev[i] = event_new(le_base, i < s->c ? s->fds[i] : s->ctl, LE_READ | LE_PERSIST, le_cb,
-                          (void *)(intptr_t)i);
-        if (ev[i] == NULL || event_add(ev[i], NULL) < 0)
-            die("event_add failed");
-    }
-    atomic_store(&s->ready, 1);
-    if (event_base_dispatch(le_base) < 0)
+    struct le_loop *l = loop;
+    (void)s; /* the callback has it, as g_server */
+    le_base = l->base;
+    if (event_base_dispatch(l->base) < 0)
         die("event_base_dispatch failed");
-    for (int i = 0; i <= s->c; i++)
-        event_free(ev[i]);
-    free(ev);
-    event_base_free(le_base);
 }
 #endif
 
@@ -176,27 +141,15 @@ static void serve_libevent(struct server *s)
 static void lv_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
-    if (!echo_event(g_server, (long)(intptr_t)w->data))
+    if (!echo_event(g_server, (long)(uintptr_t)w->data))
         ev_break(loop, EVBREAK_ALL);
 }
 
-static void serve_libev(struct server *s)
+static void serve_libev(struct server *s, void *loop)
 {
-    struct ev_loop *loop = ev_loop_new(EVBACKEND_EPOLL);
-    ev_io *io = malloc(sizeof(*io) * (size_t)(s->c + 1));
-    if (loop == NULL || io == NULL)
-        die("ev_loop_new(EVBACKEND_EPOLL) failed");
-    for (int i = 0; i <= s->c; i++) {
-        ev_io_init(&io[i], lv_cb, i < s->c ? s->fds[i] : s->ctl, EV_READ);
-        io[i].data = (void *)(intptr_t)i;
-        ev_io_start(loop, &io[i]);
-    }
-    atomic_store(&s->ready, 1);
-    ev_run(loop, 0);
-    for (int i = 0; i <= s->c; i++)
-        ev_io_stop(loop, &io[i]);
-    ev_loop_destroy(loop);
-    free(io);
+    struct lv_loop *l = loop;
+    (void)s; /* the callback has it, as g_server */
+    ev_run(l->loop, 0);
 }
 #endif
 
@@ -206,64 +159,47 @@ static void lu_cb(uv_poll_t *h, int status, int events)
     (void)events;
     if (status < 0)
         g_server->failures++;
-    else if (!echo_event(g_server, (long)(intptr_t)h->data))
+    else if (!echo_event(g_server, (long)(uintptr_t)h->data))
         uv_stop(h->loop);
 }
 
-static void serve_libuv(struct server *s)
+static void serve_libuv(struct server *s, void *loop)
 {
-    uv_loop_t loop;
-    uv_poll_t *p = malloc(sizeof(*p) * (size_t)(s->c + 1));
-    if (p == NULL || uv_loop_init(&loop) != 0)
-        die("uv_loop_init failed");
-    for (int i = 0; i <= s->c; i++) {
-        int rc = uv_poll_init(&loop, &p[i], i < s->c ? s->fds[i] : s->ctl);
-        if (rc == 0)
-            rc = uv_poll_start(&p[i], UV_READABLE, lu_cb);
-        if (rc != 0)
-            die("uv_poll: %s", uv_strerror(rc));
-        p[i].data = (void *)(intptr_t)i;
-    }
-    atomic_store(&s->ready, 1);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    for (int i = 0; i <= s->c; i++)
-        uv_close((uv_handle_t *)&p[i], NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0)
-        die("uv_loop_close: handles left open");
-    free(p);
+    struct lu_loop *l = loop;
+    (void)s; /* the callback has it, as g_server */
+    uv_run(&l->loop, UV_RUN_DEFAULT);
 }
 #endif
 
+/* Each implementation's server loop, and its callback if it is a peer. */
+static const struct {
+    void (*serve)(struct server *s, void *loop);
+    peer_cb cb;
+} impl_ops[IMPL_COUNT] = {
+    [IMPL_EPOLL] = {serve_epoll, NULL},
+    [IMPL_CMIO] = {serve_cmio, NULL},
+#ifdef BENCH_HAVE_LIBEVENT
+    [IMPL_LIBEVENT] = {serve_libevent, PEER_CB(le_cb)},
+#endif
+#ifdef BENCH_HAVE_LIBEV
+    [IMPL_LIBEV] = {serve_libev, PEER_CB(lv_cb)},
+#endif
+#ifdef BENCH_HAVE_LIBUV
+    [IMPL_LIBUV] = {serve_libuv, PEER_CB(lu_cb)},
+#endif
+};
+
+/* Watches every connection (token i) and the control socket (token c). */
 static void *server_main(void *arg)
 {
     struct server *s = arg;
     bench_pin(CPU_SERVER);
-    switch (s->impl) {
-    case IMPL_EPOLL:
-        serve_epoll(s);
-        break;
-    case IMPL_CMIO:
-        serve_cmio(s);
-        break;
-#ifdef BENCH_HAVE_LIBEVENT
-    case IMPL_LIBEVENT:
-        serve_libevent(s);
-        break;
-#endif
-#ifdef BENCH_HAVE_LIBEV
-    case IMPL_LIBEV:
-        serve_libev(s);
-        break;
-#endif
-#ifdef BENCH_HAVE_LIBUV
-    case IMPL_LIBUV:
-        serve_libuv(s);
-        break;
-#endif
-    default:
-        die("implementation %d not built", (int)s->impl);
-    }
+    void *loop = loop_open(s->impl, s->c + 1, impl_ops[s->impl].cb);
+    for (int i = 0; i <= s->c; i++)
+        loop_watch(s->impl, loop, i < s->c ? s->fds[i] : s->ctl, (uint64_t)i);
+    atomic_store(&s->ready, 1);
+    impl_ops[s->impl].serve(s, loop);
+    loop_close(s->impl, loop);
     return NULL;
 }
 
@@ -524,19 +460,15 @@ static void run_case(int c, double warm_ms, double window_ms)
 int main(int argc, char **argv)
 {
     bench_init("echo", 11);
-    int cs[8] = {1, 100, 1000}, nc = 3;
+    long cs[8] = {1, 100, 1000};
+    int nc = 3;
     double warm_ms = 50, window_ms = 150;
     const char *usage = "  --conns LIST      connection counts (default 1,100,1000)\n"
                         "  --ms MS           measuring window per implementation and round (default 150)\n";
     for (int i = 1; i < argc; i++) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--conns") == 0 && val) {
-            nc = 0;
-            char *copy = strdup(argv[++i]);
-            for (char *tok = strtok(copy, ","); tok != NULL && nc < 8; tok = strtok(NULL, ","))
-                if ((cs[nc] = atoi(tok)) > 0)
-                    nc++;
-            free(copy);
+            nc = parse_list(argv[++i], cs, 8);
         } else if (strcmp(argv[i], "--ms") == 0 && val) {
             window_ms = atof(argv[++i]);
         } else {
@@ -553,12 +485,12 @@ int main(int argc, char **argv)
         table_header();
     long limit = bench_fd_limit();
     for (int k = 0; k < nc; k++) {
-        if (2L * cs[k] + 64 > limit) {
-            note("%d connections skipped: needs %ld descriptors, RLIMIT_NOFILE is %ld", cs[k],
-                 2L * cs[k] + 64, limit);
+        if (2 * cs[k] + 64 > limit) {
+            note("%ld connections skipped: needs %ld descriptors, RLIMIT_NOFILE is %ld", cs[k],
+                 2 * cs[k] + 64, limit);
             continue;
         }
-        run_case(cs[k], warm_ms, window_ms);
+        run_case((int)cs[k], warm_ms, window_ms);
     }
     return 0;
 }

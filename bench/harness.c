@@ -1,9 +1,10 @@
 /*
- * harness.c: options, clocks, pinning, statistics and the table shared by
- * the benchmark programs (see harness.h).
+ * harness.c: options, clocks, pinning, statistics, the table and the loops
+ * shared by the benchmark programs (see harness.h).
  */
 #include "harness.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *const impl_name[IMPL_COUNT] = {"epoll", "cmio", "libevent", "libev", "libuv"};
 
@@ -35,13 +37,18 @@ static unsigned built_mask(void)
     return m;
 }
 
+static void vnote(const char *kind, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: %s", program_name, kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void note(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", program_name);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vnote("", fmt, ap);
     va_end(ap);
 }
 
@@ -49,9 +56,7 @@ void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", program_name);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vnote("error: ", fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -225,6 +230,19 @@ double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+int parse_list(const char *s, long *out, int max)
+{
+    int k = 0;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        die("out of memory");
+    for (char *tok = strtok(copy, ","); tok != NULL && k < max; tok = strtok(NULL, ","))
+        if ((out[k] = atol(tok)) > 0)
+            k++;
+    free(copy);
+    return k;
+}
+
 void row_from_rounds(struct row *row, const double (*fig)[IMPL_COUNT], int rounds)
 {
     double *tmp = malloc(sizeof(double) * (size_t)rounds);
@@ -352,4 +370,253 @@ void row_print(const struct row *row)
            cell[IMPL_EPOLL], cell[IMPL_CMIO], cell[IMPL_LIBEVENT], cell[IMPL_LIBEV], cell[IMPL_LIBUV],
            target);
     fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loops                                                                    */
+/* ------------------------------------------------------------------------ */
+
+struct loop_ops {
+    void *(*open)(long capacity, peer_cb cb);
+    void (*watch)(void *loop, int fd, uint64_t token);
+    void (*settle)(void *loop);
+    void (*close)(void *loop);
+};
+
+/* epoll ------------------------------------------------------------------ */
+
+static void *ep_open(long capacity, peer_cb cb)
+{
+    (void)capacity;
+    (void)cb;
+    struct ep_loop *l = malloc(sizeof(*l));
+    if (l == NULL || (l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        die("epoll_create1: %s", strerror(errno));
+    return l;
+}
+
+static void ep_watch(void *loop, int fd, uint64_t token)
+{
+    struct ep_loop *l = loop;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = token};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        die("epoll_ctl: %s", strerror(errno));
+}
+
+static void ep_close(void *loop)
+{
+    struct ep_loop *l = loop;
+    close(l->epfd);
+    free(l);
+}
+
+/* cmio ------------------------------------------------------------------- */
+
+static void *cm_open(long capacity, peer_cb cb)
+{
+    (void)capacity;
+    (void)cb;
+    struct cm_loop *l = malloc(sizeof(*l));
+    int rc;
+    if (l == NULL)
+        die("out of memory");
+    if ((rc = cmio_poll_new(&l->poll)) < 0 || (rc = cmio_events_new(&l->events, BENCH_EVENTS_CAP)) < 0)
+        die("cmio: %s", cmio_strerror(rc));
+    l->reg = cmio_poll_registry(l->poll);
+    return l;
+}
+
+static void cm_watch(void *loop, int fd, uint64_t token)
+{
+    struct cm_loop *l = loop;
+    int rc = cmio_registry_register(l->reg, fd, (cmio_token)token, CMIO_READABLE | CMIO_LEVEL);
+    if (rc < 0)
+        die("cmio_registry_register: %s", cmio_strerror(rc));
+}
+
+static void cm_close(void *loop)
+{
+    struct cm_loop *l = loop;
+    cmio_events_free(l->events);
+    cmio_poll_free(l->poll);
+    free(l);
+}
+
+/* libevent --------------------------------------------------------------- */
+
+#ifdef BENCH_HAVE_LIBEVENT
+static void *le_open(long capacity, peer_cb cb)
+{
+    struct le_loop *l = malloc(sizeof(*l));
+    if (l == NULL || (l->base = event_base_new()) == NULL)
+        die("event_base_new failed");
+    if (strcmp(event_base_get_method(l->base), "epoll") != 0)
+        die("libevent chose %s, not epoll", event_base_get_method(l->base));
+    l->cb = (event_callback_fn)cb;
+    l->n = 0;
+    l->cap = capacity;
+    l->ev = malloc(sizeof(*l->ev) * (size_t)capacity);
+    if (l->ev == NULL)
+        die("out of memory");
+    return l;
+}
+
+static void le_watch(void *loop, int fd, uint64_t token)
+{
+    struct le_loop *l = loop;
+    if (l->n == l->cap)
+        die("libevent loop: more than %ld descriptors", l->cap);
+    struct event *ev = event_new(l->base, fd, LE_READ | LE_PERSIST, l->cb, (void *)(uintptr_t)token);
+    if (ev == NULL || event_add(ev, NULL) < 0)
+        die("event_add failed");
+    l->ev[l->n++] = ev;
+}
+
+static void le_settle(void *loop)
+{
+    struct le_loop *l = loop;
+    event_base_loop(l->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+static void le_close(void *loop)
+{
+    struct le_loop *l = loop;
+    for (long i = 0; i < l->n; i++)
+        event_free(l->ev[i]);
+    free(l->ev);
+    event_base_free(l->base);
+    free(l);
+}
+#endif
+
+/* libev ------------------------------------------------------------------ */
+
+#ifdef BENCH_HAVE_LIBEV
+static void *lv_open(long capacity, peer_cb cb)
+{
+    struct lv_loop *l = malloc(sizeof(*l));
+    if (l == NULL || (l->loop = ev_loop_new(EVBACKEND_EPOLL)) == NULL)
+        die("ev_loop_new(EVBACKEND_EPOLL) failed");
+    l->cb = (lv_io_cb)cb;
+    l->n = 0;
+    l->cap = capacity;
+    l->io = malloc(sizeof(*l->io) * (size_t)capacity);
+    if (l->io == NULL)
+        die("out of memory");
+    return l;
+}
+
+static void lv_watch(void *loop, int fd, uint64_t token)
+{
+    struct lv_loop *l = loop;
+    if (l->n == l->cap)
+        die("libev loop: more than %ld descriptors", l->cap);
+    ev_io *w = &l->io[l->n++];
+    ev_io_init(w, l->cb, fd, EV_READ);
+    w->data = (void *)(uintptr_t)token;
+    ev_io_start(l->loop, w);
+}
+
+static void lv_settle(void *loop)
+{
+    struct lv_loop *l = loop;
+    ev_run(l->loop, EVRUN_NOWAIT);
+}
+
+static void lv_close(void *loop)
+{
+    struct lv_loop *l = loop;
+    for (long i = 0; i < l->n; i++)
+        ev_io_stop(l->loop, &l->io[i]);
+    ev_loop_destroy(l->loop);
+    free(l->io);
+    free(l);
+}
+#endif
+
+/* libuv ------------------------------------------------------------------ */
+
+#ifdef BENCH_HAVE_LIBUV
+static void *lu_open(long capacity, peer_cb cb)
+{
+    struct lu_loop *l = malloc(sizeof(*l));
+    if (l == NULL || uv_loop_init(&l->loop) != 0)
+        die("uv_loop_init failed");
+    l->cb = (uv_poll_cb)cb;
+    l->n = 0;
+    l->cap = capacity;
+    l->poll = malloc(sizeof(*l->poll) * (size_t)capacity);
+    if (l->poll == NULL)
+        die("out of memory");
+    return l;
+}
+
+static void lu_watch(void *loop, int fd, uint64_t token)
+{
+    struct lu_loop *l = loop;
+    if (l->n == l->cap)
+        die("libuv loop: more than %ld descriptors", l->cap);
+    uv_poll_t *p = &l->poll[l->n++];
+    int rc = uv_poll_init(&l->loop, p, fd);
+    if (rc == 0)
+        rc = uv_poll_start(p, UV_READABLE, l->cb);
+    if (rc != 0)
+        die("uv_poll: %s", uv_strerror(rc));
+    p->data = (void *)(uintptr_t)token;
+}
+
+static void lu_settle(void *loop)
+{
+    struct lu_loop *l = loop;
+    uv_run(&l->loop, UV_RUN_NOWAIT);
+}
+
+static void lu_close(void *loop)
+{
+    struct lu_loop *l = loop;
+    for (long i = 0; i < l->n; i++)
+        uv_close((uv_handle_t *)&l->poll[i], NULL);
+    uv_run(&l->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&l->loop) != 0)
+        die("uv_loop_close: handles left open");
+    free(l->poll);
+    free(l);
+}
+#endif
+
+static const struct loop_ops loop_ops[IMPL_COUNT] = {
+    [IMPL_EPOLL] = {ep_open, ep_watch, NULL, ep_close},
+    [IMPL_CMIO] = {cm_open, cm_watch, NULL, cm_close},
+#ifdef BENCH_HAVE_LIBEVENT
+    [IMPL_LIBEVENT] = {le_open, le_watch, le_settle, le_close},
+#endif
+#ifdef BENCH_HAVE_LIBEV
+    [IMPL_LIBEV] = {lv_open, lv_watch, lv_settle, lv_close},
+#endif
+#ifdef BENCH_HAVE_LIBUV
+    [IMPL_LIBUV] = {lu_open, lu_watch, lu_settle, lu_close},
+#endif
+};
+
+void *loop_open(enum impl i, long capacity, peer_cb cb)
+{
+    if (loop_ops[i].open == NULL)
+        die("implementation %s not built", impl_name[i]);
+    return loop_ops[i].open(capacity, cb);
+}
+
+void loop_watch(enum impl i, void *loop, int fd, uint64_t token)
+{
+    loop_ops[i].watch(loop, fd, token);
+}
+
+void loop_settle(enum impl i, void *loop)
+{
+    if (loop_ops[i].settle != NULL)
+        loop_ops[i].settle(loop);
+}
+
+void loop_close(enum impl i, void *loop)
+{
+    loop_ops[i].close(loop);
 }

@@ -21,6 +21,11 @@
  * Output is one Markdown table on stdout (row_print); progress and skip
  * messages go to stderr, so that bench/run.sh can gather the rows of every
  * program into a single table.
+ *
+ * The programs that watch descriptors for reading (pipechain, idle_fds,
+ * echo) set up and tear down each implementation's loop here (loop_open and
+ * the rest); what they time, the running of the loop and the work per
+ * event, stays in each program.
  */
 #ifndef BENCH_HARNESS_H_
 #define BENCH_HARNESS_H_
@@ -29,6 +34,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+
+#include <cmio/poll.h>
+
+#include "peers.h"
 
 enum impl { IMPL_EPOLL, IMPL_CMIO, IMPL_LIBEVENT, IMPL_LIBEV, IMPL_LIBUV, IMPL_COUNT };
 
@@ -84,6 +94,89 @@ _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Sorts v in place. */
 double median(double *v, size_t n);
 double percentile(double *v, size_t n, double p);
+
+/* A comma-separated list of positive numbers, at most max of them (others
+ * are left out); returns how many. */
+int parse_list(const char *s, long *out, int max);
+
+/* ------------------------------------------------------------------------ */
+/* Loops                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One loop of an implementation, watching descriptors for reading with a
+ * token each: level-triggered and persistent, the one mode all five share
+ * (libevent's bench uses EV_PERSIST; libev's ev_io and libuv's uv_poll_t
+ * have no other mode). The raw loop and cmio report the token in their
+ * events, which the program's own loop reads; a peer hands it to the
+ * program's callback, as its argument (libevent) or in the watcher's data
+ * (libev, libuv), as a uintptr_t.
+ *
+ * The structs are open because the programs run the loops themselves.
+ */
+#define BENCH_EVENTS_CAP 1024 /* the raw loop's and cmio's event buffer (libuv uses 1024 too) */
+
+struct ep_loop {
+    int epfd;
+    struct epoll_event events[BENCH_EVENTS_CAP];
+};
+
+struct cm_loop {
+    cmio_poll *poll;
+    cmio_registry *reg;
+    cmio_events *events;
+};
+
+#ifdef BENCH_HAVE_LIBEVENT
+struct le_loop {
+    struct event_base *base;
+    event_callback_fn cb;
+    struct event **ev;
+    long n, cap;
+};
+#endif
+
+#ifdef BENCH_HAVE_LIBEV
+typedef void (*lv_io_cb)(struct ev_loop *loop, ev_io *w, int revents);
+struct lv_loop {
+    struct ev_loop *loop;
+    lv_io_cb cb;
+    ev_io *io;
+    long n, cap;
+};
+#endif
+
+#ifdef BENCH_HAVE_LIBUV
+struct lu_loop {
+    uv_loop_t loop;
+    uv_poll_cb cb;
+    uv_poll_t *poll;
+    long n, cap;
+};
+#endif
+
+/* A peer's callback, passed as PEER_CB(f) and cast back to the peer's own
+ * type (event_callback_fn, lv_io_cb, uv_poll_cb) before it is called. */
+typedef void (*peer_cb)(void);
+#define PEER_CB(f) ((peer_cb)(f))
+
+/* A loop of implementation i (which must be built) for up to capacity
+ * descriptors: a struct ep_loop, cm_loop, le_loop, lv_loop or lu_loop. cb
+ * is the peers' callback; NULL for epoll and cmio. Dies on failure. */
+void *loop_open(enum impl i, long capacity, peer_cb cb);
+
+/* Watches fd for reading; token comes back with its events. */
+void loop_watch(enum impl i, void *loop, int fd, uint64_t token);
+
+/* One non-blocking run of a peer's loop after its watchers were added, so
+ * that no timed run pays for applying them (libev and libuv pass new
+ * watchers to epoll only in their next run). Call it while no watched
+ * descriptor is readable. Nothing for epoll and cmio, which register at
+ * once. */
+void loop_settle(enum impl i, void *loop);
+
+/* Stops every watcher and frees the loop. */
+void loop_close(enum impl i, void *loop);
 
 /* ------------------------------------------------------------------------ */
 /* Table                                                                    */

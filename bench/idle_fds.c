@@ -39,7 +39,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define EVENTS_CAP 1024
 #define ACTIVE_TOKEN ((uint64_t)-1)
 #define BATCH 1000
 
@@ -61,118 +60,20 @@ static inline void on_event(uint64_t token)
         g_stray++;
 }
 
-/* How a loop registers one descriptor; used by both the plain and the
- * aliased set-ups. */
-typedef void (*reg_fn)(void *loop, int fd, uint64_t token);
-
-/* Registers every idle registration and the active socket. With an aliased
- * set, each file is duplicated onto many numbers, every duplicate is
- * registered, and the duplicates are closed again: the registrations stay,
- * as long as the original descriptor keeps the file open. */
-static void register_all(struct idle_set *set, void *loop, reg_fn reg)
-{
-    if (!set->aliased) {
-        for (long i = 0; i < set->n; i++)
-            reg(loop, set->fds[i], (uint64_t)i);
-    } else {
-        long per_file = (set->n + set->files - 1) / set->files, done = 0;
-        int *dups = malloc(sizeof(int) * (size_t)per_file);
-        if (dups == NULL)
-            die("out of memory");
-        for (long f = 0; f < set->files && done < set->n; f++) {
-            long k = 0;
-            for (; k < per_file && done < set->n; k++, done++) {
-                if ((dups[k] = dup(set->fds[f])) < 0)
-                    die("dup: %s", strerror(errno));
-                reg(loop, dups[k], (uint64_t)done);
-            }
-            while (k > 0)
-                close(dups[--k]);
-        }
-        free(dups);
-    }
-    reg(loop, set->active[0], ACTIVE_TOKEN);
-}
-
-struct ops {
-    void *(*setup)(struct idle_set *set);
-    void (*run)(void *loop, long waits);
-    void (*teardown)(void *loop, struct idle_set *set);
-};
-
 /* ------------------------------------------------------------------------ */
-/* epoll: the floor                                                         */
+/* The timed loops: one blocking run per wait                               */
 /* ------------------------------------------------------------------------ */
-
-struct ep_loop {
-    int epfd;
-    struct epoll_event events[EVENTS_CAP];
-};
-
-static void ep_reg(void *loop, int fd, uint64_t token)
-{
-    struct ep_loop *l = loop;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = token};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-        die("epoll_ctl: %s", strerror(errno));
-}
-
-static void *ep_setup(struct idle_set *set)
-{
-    struct ep_loop *l = malloc(sizeof(*l));
-    if (l == NULL || (l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
-        die("epoll_create1: %s", strerror(errno));
-    register_all(set, l, ep_reg);
-    return l;
-}
 
 BENCH_TIMED static void idle_timed_epoll(void *loop, long waits)
 {
     struct ep_loop *l = loop;
     for (long w = 0; w < waits; w++) {
-        int k = epoll_wait(l->epfd, l->events, EVENTS_CAP, -1);
+        int k = epoll_wait(l->epfd, l->events, BENCH_EVENTS_CAP, -1);
         if (k < 0 && errno != EINTR)
             die("epoll_wait: %s", strerror(errno));
         for (int j = 0; j < k; j++)
             on_event(l->events[j].data.u64);
     }
-}
-
-static void ep_teardown(void *loop, struct idle_set *set)
-{
-    struct ep_loop *l = loop;
-    (void)set;
-    close(l->epfd);
-    free(l);
-}
-
-/* ------------------------------------------------------------------------ */
-/* cmio                                                                     */
-/* ------------------------------------------------------------------------ */
-
-struct cm_loop {
-    cmio_poll *poll;
-    cmio_events *events;
-};
-
-static void cm_reg(void *loop, int fd, uint64_t token)
-{
-    struct cm_loop *l = loop;
-    int rc = cmio_registry_register(cmio_poll_registry(l->poll), fd, (cmio_token)token, CMIO_READABLE | CMIO_LEVEL);
-    if (rc < 0)
-        die("cmio_registry_register: %s", cmio_strerror(rc));
-}
-
-static void *cm_setup(struct idle_set *set)
-{
-    struct cm_loop *l = malloc(sizeof(*l));
-    int rc;
-    if (l == NULL)
-        die("out of memory");
-    if ((rc = cmio_poll_new(&l->poll)) < 0 || (rc = cmio_events_new(&l->events, EVENTS_CAP)) < 0)
-        die("cmio: %s", cmio_strerror(rc));
-    register_all(set, l, cm_reg);
-    return l;
 }
 
 BENCH_TIMED static void idle_timed_cmio(void *loop, long waits)
@@ -187,50 +88,12 @@ BENCH_TIMED static void idle_timed_cmio(void *loop, long waits)
     }
 }
 
-static void cm_teardown(void *loop, struct idle_set *set)
-{
-    struct cm_loop *l = loop;
-    (void)set;
-    cmio_events_free(l->events);
-    cmio_poll_free(l->poll);
-    free(l);
-}
-
-/* ------------------------------------------------------------------------ */
-/* libevent                                                                 */
-/* ------------------------------------------------------------------------ */
-
 #ifdef BENCH_HAVE_LIBEVENT
-struct le_loop {
-    struct event_base *base;
-    struct event **ev;
-    long n;
-};
-
 static void le_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     on_event((uint64_t)(uintptr_t)arg);
-}
-
-static void *le_setup(struct idle_set *set)
-{
-    struct le_loop *l = malloc(sizeof(*l));
-    if (l == NULL || (l->base = event_base_new()) == NULL)
-        die("event_base_new failed");
-    l->n = set->n + 1;
-    l->ev = malloc(sizeof(*l->ev) * (size_t)l->n);
-    if (l->ev == NULL)
-        die("out of memory");
-    for (long i = 0; i < l->n; i++) {
-        int fd = i < set->n ? set->fds[i] : set->active[0];
-        uint64_t token = i < set->n ? (uint64_t)i : ACTIVE_TOKEN;
-        l->ev[i] = event_new(l->base, fd, LE_READ | LE_PERSIST, le_cb, (void *)(uintptr_t)token);
-        if (l->ev[i] == NULL || event_add(l->ev[i], NULL) < 0)
-            die("event_add failed");
-    }
-    return l;
 }
 
 BENCH_TIMED static void idle_timed_libevent(void *loop, long waits)
@@ -239,52 +102,14 @@ BENCH_TIMED static void idle_timed_libevent(void *loop, long waits)
     for (long w = 0; w < waits; w++)
         event_base_loop(l->base, EVLOOP_ONCE);
 }
-
-static void le_teardown(void *loop, struct idle_set *set)
-{
-    struct le_loop *l = loop;
-    (void)set;
-    for (long i = 0; i < l->n; i++)
-        event_free(l->ev[i]);
-    free(l->ev);
-    event_base_free(l->base);
-    free(l);
-}
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* libev                                                                    */
-/* ------------------------------------------------------------------------ */
-
 #ifdef BENCH_HAVE_LIBEV
-struct lv_loop {
-    struct ev_loop *loop;
-    ev_io *io;
-    long n;
-};
-
 static void lv_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
     on_event((uint64_t)(uintptr_t)w->data);
-}
-
-static void *lv_setup(struct idle_set *set)
-{
-    struct lv_loop *l = malloc(sizeof(*l));
-    if (l == NULL || (l->loop = ev_loop_new(EVBACKEND_EPOLL)) == NULL)
-        die("ev_loop_new(EVBACKEND_EPOLL) failed");
-    l->n = set->n + 1;
-    l->io = malloc(sizeof(*l->io) * (size_t)l->n);
-    if (l->io == NULL)
-        die("out of memory");
-    for (long i = 0; i < l->n; i++) {
-        ev_io_init(&l->io[i], lv_cb, i < set->n ? set->fds[i] : set->active[0], EV_READ);
-        l->io[i].data = (void *)(uintptr_t)(i < set->n ? (uint64_t)i : ACTIVE_TOKEN);
-        ev_io_start(l->loop, &l->io[i]);
-    }
-    return l;
 }
 
 BENCH_TIMED static void idle_timed_libev(void *loop, long waits)
@@ -293,30 +118,9 @@ BENCH_TIMED static void idle_timed_libev(void *loop, long waits)
     for (long w = 0; w < waits; w++)
         ev_run(l->loop, EVRUN_ONCE);
 }
-
-static void lv_teardown(void *loop, struct idle_set *set)
-{
-    struct lv_loop *l = loop;
-    (void)set;
-    for (long i = 0; i < l->n; i++)
-        ev_io_stop(l->loop, &l->io[i]);
-    ev_loop_destroy(l->loop);
-    free(l->io);
-    free(l);
-}
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* libuv                                                                    */
-/* ------------------------------------------------------------------------ */
-
 #ifdef BENCH_HAVE_LIBUV
-struct lu_loop {
-    uv_loop_t loop;
-    uv_poll_t *poll;
-    long n;
-};
-
 static void lu_cb(uv_poll_t *h, int status, int events)
 {
     (void)events;
@@ -326,58 +130,31 @@ static void lu_cb(uv_poll_t *h, int status, int events)
         on_event((uint64_t)(uintptr_t)h->data);
 }
 
-static void *lu_setup(struct idle_set *set)
-{
-    struct lu_loop *l = malloc(sizeof(*l));
-    if (l == NULL || uv_loop_init(&l->loop) != 0)
-        die("uv_loop_init failed");
-    l->n = set->n + 1;
-    l->poll = malloc(sizeof(*l->poll) * (size_t)l->n);
-    if (l->poll == NULL)
-        die("out of memory");
-    for (long i = 0; i < l->n; i++) {
-        int rc = uv_poll_init(&l->loop, &l->poll[i], i < set->n ? set->fds[i] : set->active[0]);
-        if (rc == 0)
-            rc = uv_poll_start(&l->poll[i], UV_READABLE, lu_cb);
-        if (rc != 0)
-            die("uv_poll: %s", uv_strerror(rc));
-        l->poll[i].data = (void *)(uintptr_t)(i < set->n ? (uint64_t)i : ACTIVE_TOKEN);
-    }
-    return l;
-}
-
 BENCH_TIMED static void idle_timed_libuv(void *loop, long waits)
 {
     struct lu_loop *l = loop;
     for (long w = 0; w < waits; w++)
         uv_run(&l->loop, UV_RUN_ONCE);
 }
-
-static void lu_teardown(void *loop, struct idle_set *set)
-{
-    struct lu_loop *l = loop;
-    (void)set;
-    for (long i = 0; i < l->n; i++)
-        uv_close((uv_handle_t *)&l->poll[i], NULL);
-    uv_run(&l->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&l->loop) != 0)
-        die("uv_loop_close: handles left open");
-    free(l->poll);
-    free(l);
-}
 #endif
+
+/* Each implementation's timed loop, and its callback if it is a peer. */
+struct ops {
+    void (*run)(void *loop, long waits);
+    peer_cb cb;
+};
 
 static const struct ops impl_ops[IMPL_COUNT] = {
-    [IMPL_EPOLL] = {ep_setup, idle_timed_epoll, ep_teardown},
-    [IMPL_CMIO] = {cm_setup, idle_timed_cmio, cm_teardown},
+    [IMPL_EPOLL] = {idle_timed_epoll, NULL},
+    [IMPL_CMIO] = {idle_timed_cmio, NULL},
 #ifdef BENCH_HAVE_LIBEVENT
-    [IMPL_LIBEVENT] = {le_setup, idle_timed_libevent, le_teardown},
+    [IMPL_LIBEVENT] = {idle_timed_libevent, PEER_CB(le_cb)},
 #endif
 #ifdef BENCH_HAVE_LIBEV
-    [IMPL_LIBEV] = {lv_setup, idle_timed_libev, lv_teardown},
+    [IMPL_LIBEV] = {idle_timed_libev, PEER_CB(lv_cb)},
 #endif
 #ifdef BENCH_HAVE_LIBUV
-    [IMPL_LIBUV] = {lu_setup, idle_timed_libuv, lu_teardown},
+    [IMPL_LIBUV] = {idle_timed_libuv, PEER_CB(lu_cb)},
 #endif
 };
 
@@ -413,12 +190,44 @@ static void set_close(struct idle_set *set)
     free(set->fds);
 }
 
+/* Registers every idle registration and the active socket. With an aliased
+ * set (epoll and cmio only), each file is duplicated onto many numbers,
+ * every duplicate is registered, and the duplicates are closed again: the
+ * registrations stay, as long as the original descriptor keeps the file
+ * open. */
+static void *set_setup(enum impl i, struct idle_set *set)
+{
+    void *loop = loop_open(i, set->n + 1, impl_ops[i].cb);
+    if (!set->aliased) {
+        for (long k = 0; k < set->n; k++)
+            loop_watch(i, loop, set->fds[k], (uint64_t)k);
+    } else {
+        long per_file = (set->n + set->files - 1) / set->files, done = 0;
+        int *dups = malloc(sizeof(int) * (size_t)per_file);
+        if (dups == NULL)
+            die("out of memory");
+        for (long f = 0; f < set->files && done < set->n; f++) {
+            long k = 0;
+            for (; k < per_file && done < set->n; k++, done++) {
+                if ((dups[k] = dup(set->fds[f])) < 0)
+                    die("dup: %s", strerror(errno));
+                loop_watch(i, loop, dups[k], (uint64_t)done);
+            }
+            while (k > 0)
+                close(dups[--k]);
+        }
+        free(dups);
+    }
+    loop_watch(i, loop, set->active[0], ACTIVE_TOKEN);
+    return loop;
+}
+
 /* Median nanoseconds per wait over batches of BATCH waits, for about
  * budget_ms. The thread's CPU time: the wait never blocks (see harness.h). */
 static double measure(enum impl i, struct idle_set *set, double budget_ms)
 {
     const struct ops *o = &impl_ops[i];
-    void *loop = o->setup(set);
+    void *loop = set_setup(i, set);
     double samples[512];
     size_t ns = 0;
     g_fired = g_stray = 0;
@@ -429,7 +238,7 @@ static double measure(enum impl i, struct idle_set *set, double budget_ms)
         o->run(loop, BATCH);
         samples[ns++] = (double)(self_cpu_ns() - t0) / BATCH;
     }
-    o->teardown(loop, set);
+    loop_close(i, loop);
     if (g_stray != 0 || g_fired != (long)(ns + 1) * BATCH)
         die("%s: %ld events for %ld waits, %ld from idle descriptors", impl_name[i], g_fired,
             (long)(ns + 1) * BATCH, g_stray);
@@ -446,12 +255,7 @@ int main(int argc, char **argv)
                         "  --ms MS           time per implementation, case and round (default 20)\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
-            nreq = 0;
-            char *copy = strdup(argv[++i]);
-            for (char *tok = strtok(copy, ","); tok != NULL && nreq < 8; tok = strtok(NULL, ","))
-                if ((req[nreq] = atol(tok)) > 0)
-                    nreq++;
-            free(copy);
+            nreq = parse_list(argv[++i], req, 8);
         } else if (strcmp(argv[i], "--ms") == 0 && i + 1 < argc) {
             budget_ms = atof(argv[++i]);
         } else {

@@ -47,8 +47,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define EVENTS_CAP 1024 /* the raw loop's and cmio's event buffer (libuv uses 1024 too) */
-
 struct chain {
     int *fds; /* fds[2 * i] is pair i's read end, fds[2 * i + 1] its write end */
     long n;
@@ -80,78 +78,20 @@ static inline void chain_event(struct chain *c, long idx)
     }
 }
 
-/* One implementation: register every read end, run until the iteration's
- * bytes are consumed, and undo the registrations. */
-struct ops {
-    void *(*setup)(struct chain *c);
-    void (*run)(void *loop, struct chain *c);
-    void (*teardown)(void *loop, struct chain *c);
-};
-
 /* ------------------------------------------------------------------------ */
-/* epoll: the floor                                                          */
+/* The timed loops: run until the iteration's bytes are consumed            */
 /* ------------------------------------------------------------------------ */
-
-struct ep_loop {
-    int epfd;
-    struct epoll_event events[EVENTS_CAP];
-};
-
-static void *ep_setup(struct chain *c)
-{
-    struct ep_loop *l = malloc(sizeof(*l));
-    if (l == NULL || (l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
-        die("epoll_create1: %s", strerror(errno));
-    for (long i = 0; i < c->n; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
-        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fds[2 * i], &ev) < 0)
-            die("epoll_ctl: %s", strerror(errno));
-    }
-    return l;
-}
 
 BENCH_TIMED static void pipechain_timed_epoll(void *loop, struct chain *c)
 {
     struct ep_loop *l = loop;
     while (c->count != c->fired) {
-        int k = epoll_wait(l->epfd, l->events, EVENTS_CAP, 0);
+        int k = epoll_wait(l->epfd, l->events, BENCH_EVENTS_CAP, 0);
         if (k < 0 && errno != EINTR)
             die("epoll_wait: %s", strerror(errno));
         for (int j = 0; j < k; j++)
             chain_event(c, (long)l->events[j].data.u64);
     }
-}
-
-static void ep_teardown(void *loop, struct chain *c)
-{
-    struct ep_loop *l = loop;
-    (void)c;
-    close(l->epfd);
-    free(l);
-}
-
-/* ------------------------------------------------------------------------ */
-/* cmio                                                                     */
-/* ------------------------------------------------------------------------ */
-
-struct cm_loop {
-    cmio_poll *poll;
-    cmio_events *events;
-};
-
-static void *cm_setup(struct chain *c)
-{
-    struct cm_loop *l = malloc(sizeof(*l));
-    int rc;
-    if (l == NULL)
-        die("out of memory");
-    if ((rc = cmio_poll_new(&l->poll)) < 0 || (rc = cmio_events_new(&l->events, EVENTS_CAP)) < 0)
-        die("cmio: %s", cmio_strerror(rc));
-    cmio_registry *reg = cmio_poll_registry(l->poll);
-    for (long i = 0; i < c->n; i++)
-        if ((rc = cmio_registry_register(reg, c->fds[2 * i], (cmio_token)i, CMIO_READABLE | CMIO_LEVEL)) < 0)
-            die("cmio_registry_register: %s", cmio_strerror(rc));
-    return l;
 }
 
 BENCH_TIMED static void pipechain_timed_cmio(void *loop, struct chain *c)
@@ -166,51 +106,12 @@ BENCH_TIMED static void pipechain_timed_cmio(void *loop, struct chain *c)
     }
 }
 
-static void cm_teardown(void *loop, struct chain *c)
-{
-    struct cm_loop *l = loop;
-    (void)c;
-    cmio_events_free(l->events);
-    cmio_poll_free(l->poll);
-    free(l);
-}
-
-/* ------------------------------------------------------------------------ */
-/* libevent                                                                 */
-/* ------------------------------------------------------------------------ */
-
 #ifdef BENCH_HAVE_LIBEVENT
-struct le_loop {
-    struct event_base *base;
-    struct event **ev;
-    long n;
-};
-
 static void le_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    chain_event(g_chain, (long)(intptr_t)arg);
-}
-
-static void *le_setup(struct chain *c)
-{
-    struct le_loop *l = malloc(sizeof(*l));
-    if (l == NULL || (l->base = event_base_new()) == NULL)
-        die("event_base_new failed");
-    if (strcmp(event_base_get_method(l->base), "epoll") != 0)
-        die("libevent chose %s, not epoll", event_base_get_method(l->base));
-    l->n = c->n;
-    l->ev = malloc(sizeof(*l->ev) * (size_t)c->n);
-    if (l->ev == NULL)
-        die("out of memory");
-    for (long i = 0; i < c->n; i++) {
-        l->ev[i] = event_new(l->base, c->fds[2 * i], LE_READ | LE_PERSIST, le_cb, (void *)(intptr_t)i);
-        if (l->ev[i] == NULL || event_add(l->ev[i], NULL) < 0)
-            die("event_add failed");
-    }
-    event_base_loop(l->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    return l;
+    chain_event(g_chain, (long)(uintptr_t)arg);
 }
 
 BENCH_TIMED static void pipechain_timed_libevent(void *loop, struct chain *c)
@@ -219,53 +120,14 @@ BENCH_TIMED static void pipechain_timed_libevent(void *loop, struct chain *c)
     while (c->count != c->fired)
         event_base_loop(l->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
-
-static void le_teardown(void *loop, struct chain *c)
-{
-    struct le_loop *l = loop;
-    (void)c;
-    for (long i = 0; i < l->n; i++)
-        event_free(l->ev[i]);
-    free(l->ev);
-    event_base_free(l->base);
-    free(l);
-}
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* libev                                                                    */
-/* ------------------------------------------------------------------------ */
-
 #ifdef BENCH_HAVE_LIBEV
-struct lv_loop {
-    struct ev_loop *loop;
-    ev_io *io;
-    long n;
-};
-
 static void lv_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    chain_event(g_chain, (long)(intptr_t)w->data);
-}
-
-static void *lv_setup(struct chain *c)
-{
-    struct lv_loop *l = malloc(sizeof(*l));
-    if (l == NULL || (l->loop = ev_loop_new(EVBACKEND_EPOLL)) == NULL)
-        die("ev_loop_new(EVBACKEND_EPOLL) failed");
-    l->n = c->n;
-    l->io = malloc(sizeof(*l->io) * (size_t)c->n);
-    if (l->io == NULL)
-        die("out of memory");
-    for (long i = 0; i < c->n; i++) {
-        ev_io_init(&l->io[i], lv_cb, c->fds[2 * i], EV_READ);
-        l->io[i].data = (void *)(intptr_t)i;
-        ev_io_start(l->loop, &l->io[i]);
-    }
-    ev_run(l->loop, EVRUN_NOWAIT); /* libev hands new watchers to epoll in its next loop */
-    return l;
+    chain_event(g_chain, (long)(uintptr_t)w->data);
 }
 
 BENCH_TIMED static void pipechain_timed_libev(void *loop, struct chain *c)
@@ -274,58 +136,16 @@ BENCH_TIMED static void pipechain_timed_libev(void *loop, struct chain *c)
     while (c->count != c->fired)
         ev_run(l->loop, EVRUN_NOWAIT);
 }
-
-static void lv_teardown(void *loop, struct chain *c)
-{
-    struct lv_loop *l = loop;
-    (void)c;
-    for (long i = 0; i < l->n; i++)
-        ev_io_stop(l->loop, &l->io[i]);
-    ev_loop_destroy(l->loop);
-    free(l->io);
-    free(l);
-}
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* libuv                                                                    */
-/* ------------------------------------------------------------------------ */
-
 #ifdef BENCH_HAVE_LIBUV
-struct lu_loop {
-    uv_loop_t loop;
-    uv_poll_t *poll;
-    long n;
-};
-
 static void lu_cb(uv_poll_t *h, int status, int events)
 {
     (void)events;
     if (status < 0)
         g_chain->failures++;
     else
-        chain_event(g_chain, (long)(intptr_t)h->data);
-}
-
-static void *lu_setup(struct chain *c)
-{
-    struct lu_loop *l = malloc(sizeof(*l));
-    if (l == NULL || uv_loop_init(&l->loop) != 0)
-        die("uv_loop_init failed");
-    l->n = c->n;
-    l->poll = malloc(sizeof(*l->poll) * (size_t)c->n);
-    if (l->poll == NULL)
-        die("out of memory");
-    for (long i = 0; i < c->n; i++) {
-        int rc = uv_poll_init(&l->loop, &l->poll[i], c->fds[2 * i]);
-        if (rc == 0)
-            rc = uv_poll_start(&l->poll[i], UV_READABLE, lu_cb);
-        if (rc != 0)
-            die("uv_poll: %s", uv_strerror(rc));
-        l->poll[i].data = (void *)(intptr_t)i;
-    }
-    uv_run(&l->loop, UV_RUN_NOWAIT); /* libuv hands new watchers to epoll in its next loop */
-    return l;
+        chain_event(g_chain, (long)(uintptr_t)h->data);
 }
 
 BENCH_TIMED static void pipechain_timed_libuv(void *loop, struct chain *c)
@@ -334,32 +154,25 @@ BENCH_TIMED static void pipechain_timed_libuv(void *loop, struct chain *c)
     while (c->count != c->fired)
         uv_run(&l->loop, UV_RUN_NOWAIT);
 }
-
-static void lu_teardown(void *loop, struct chain *c)
-{
-    struct lu_loop *l = loop;
-    (void)c;
-    for (long i = 0; i < l->n; i++)
-        uv_close((uv_handle_t *)&l->poll[i], NULL);
-    uv_run(&l->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&l->loop) != 0)
-        die("uv_loop_close: handles left open");
-    free(l->poll);
-    free(l);
-}
 #endif
+
+/* Each implementation's timed loop, and its callback if it is a peer. */
+struct ops {
+    void (*run)(void *loop, struct chain *c);
+    peer_cb cb;
+};
 
 static const struct ops impl_ops[IMPL_COUNT] = {
-    [IMPL_EPOLL] = {ep_setup, pipechain_timed_epoll, ep_teardown},
-    [IMPL_CMIO] = {cm_setup, pipechain_timed_cmio, cm_teardown},
+    [IMPL_EPOLL] = {pipechain_timed_epoll, NULL},
+    [IMPL_CMIO] = {pipechain_timed_cmio, NULL},
 #ifdef BENCH_HAVE_LIBEVENT
-    [IMPL_LIBEVENT] = {le_setup, pipechain_timed_libevent, le_teardown},
+    [IMPL_LIBEVENT] = {pipechain_timed_libevent, PEER_CB(le_cb)},
 #endif
 #ifdef BENCH_HAVE_LIBEV
-    [IMPL_LIBEV] = {lv_setup, pipechain_timed_libev, lv_teardown},
+    [IMPL_LIBEV] = {pipechain_timed_libev, PEER_CB(lv_cb)},
 #endif
 #ifdef BENCH_HAVE_LIBUV
-    [IMPL_LIBUV] = {lu_setup, pipechain_timed_libuv, lu_teardown},
+    [IMPL_LIBUV] = {pipechain_timed_libuv, PEER_CB(lu_cb)},
 #endif
 };
 
@@ -383,6 +196,16 @@ static void chain_close(struct chain *c)
     for (long i = 0; i < 2 * c->n; i++)
         close(c->fds[i]);
     free(c->fds);
+}
+
+/* Registers every read end, with its pair's index as the token. */
+static void *chain_setup(enum impl i, struct chain *c)
+{
+    void *loop = loop_open(i, c->n, impl_ops[i].cb);
+    for (long k = 0; k < c->n; k++)
+        loop_watch(i, loop, c->fds[2 * k], (uint64_t)k);
+    loop_settle(i, loop);
+    return loop;
 }
 
 /* The thread's CPU time by default: see harness.h. */
@@ -449,10 +272,10 @@ static void run_case(long n, const char *label, long a, long w, double block_ms)
             fig[r][i] = NAN;
         for (int j = 0; j < k; j++) {
             enum impl i = order[j];
-            void *loop = impl_ops[i].setup(&c);
+            void *loop = chain_setup(i, &c);
             iterate(&impl_ops[i], loop, &c, a, w); /* warm caches and lazily bound symbols */
             fig[r][i] = block(i, loop, &c, a, w, block_ms);
-            impl_ops[i].teardown(loop, &c);
+            loop_close(i, loop);
         }
     }
     char cas[96], metric[64];
@@ -476,15 +299,15 @@ static int callgrind_child(const char *name, long n, long a, long w, int iters)
     int i = 0;
     while (i < IMPL_COUNT && strcmp(name, impl_name[i]) != 0)
         i++;
-    if (i == IMPL_COUNT || impl_ops[i].setup == NULL)
+    if (i == IMPL_COUNT || impl_ops[i].run == NULL)
         die("implementation '%s' not built", name);
     struct chain c;
     chain_open(&c, n);
     g_chain = &c;
-    void *loop = impl_ops[i].setup(&c);
+    void *loop = chain_setup((enum impl)i, &c);
     for (int k = 0; k < iters; k++)
         iterate(&impl_ops[i], loop, &c, a, w);
-    impl_ops[i].teardown(loop, &c);
+    loop_close((enum impl)i, loop);
     chain_close(&c);
     printf("events %ld\n", (long)iters * (a + w));
     return 0;
@@ -589,17 +412,6 @@ static void callgrind_case(long n, long a, long w, int iters)
 
 /* ------------------------------------------------------------------------ */
 
-static long parse_list(const char *s, long *out, int max)
-{
-    int k = 0;
-    char *copy = strdup(s);
-    for (char *tok = strtok(copy, ","); tok != NULL && k < max; tok = strtok(NULL, ","))
-        if ((out[k] = atol(tok)) > 0)
-            k++;
-    free(copy);
-    return k;
-}
-
 int main(int argc, char **argv)
 {
     bench_init("pipechain", 61);
@@ -619,9 +431,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--n") == 0 && val)
-            nn = (int)parse_list(argv[++i], ns, 16), user_n = true;
+            nn = parse_list(argv[++i], ns, 16), user_n = true;
         else if (strcmp(argv[i], "--a") == 0 && val)
-            na = (int)parse_list(argv[++i], as, 16);
+            na = parse_list(argv[++i], as, 16);
         else if (strcmp(argv[i], "--writes") == 0 && val)
             w = atol(argv[++i]);
         else if (strcmp(argv[i], "--ms") == 0 && val)

@@ -38,52 +38,15 @@
  *
  * Like the server it runs cmio in edge mode: sends and receives go on until
  * they would block, and every would-block is reported with
- * cmio_registry_rearm.
+ * cmio_registry_rearm. The plumbing both share (portable sockets, time,
+ * messages, option parsing) is in common.h.
  */
-#if defined(_MSC_VER) && !defined(_CRT_SECURE_NO_WARNINGS)
-#define _CRT_SECURE_NO_WARNINGS /* strerror: the portable name is used on purpose */
-#endif
-#if !defined(_WIN32) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* MSG_NOSIGNAL, getopt_long and POSIX declarations under -std=c11 */
-#endif
-#if defined(__MINGW32__) && !defined(__USE_MINGW_ANSI_STDIO)
-#define __USE_MINGW_ANSI_STDIO 1 /* C99 printf (%zu, %llu) instead of msvcrt's */
-#endif
-#if defined(_MSC_VER) && !defined(ECHO_NO_GETOPT_LONG)
-#define ECHO_NO_GETOPT_LONG 1 /* MSVC's C library has no getopt_long */
-#endif
+#include "common.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cmio/poll.h>
-
-#ifdef _WIN32
-#include <winsock2.h>
-#include <ws2tcpip.h>
-#include <windows.h>
-#else
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-#endif
-#ifndef ECHO_NO_GETOPT_LONG
-#include <getopt.h>
-#endif
-
-#define NS_PER_S ((int64_t)1000000000)
 
 /* How long echo connections may take to finish once the time is up. */
 #define DRAIN_NS (10 * NS_PER_S)
@@ -110,109 +73,6 @@
 /* Errors reported one by one before only their count goes on. */
 #define ERRORS_SHOWN 5
 
-/* ------------------------------------------------------------------------ */
-/* Sockets, portably                                                        */
-/* ------------------------------------------------------------------------ */
-
-#ifdef _WIN32
-#define SOCK_WOULDBLOCK(e) ((e) == WSAEWOULDBLOCK)
-#define SOCK_INTR(e) ((e) == WSAEINTR)
-#define SOCK_INPROGRESS(e) ((e) == WSAEWOULDBLOCK)
-#define SOCK_NOTCONN(e) ((e) == WSAENOTCONN)
-#define SOCK_RESET(e) ((e) == WSAECONNRESET || (e) == WSAECONNABORTED)
-#define SHUT_WR SD_SEND
-#define SEND_FLAGS 0
-
-static int sock_error(void)
-{
-    return WSAGetLastError();
-}
-
-static void sock_close(cmio_fd fd)
-{
-    closesocket((SOCKET)fd);
-}
-
-static const char *sock_strerror(int err)
-{
-    static char text[32];
-    snprintf(text, sizeof(text), "Winsock error %d", err);
-    return text;
-}
-
-static int sock_set_nonblocking(cmio_fd fd)
-{
-    u_long on = 1;
-    return ioctlsocket((SOCKET)fd, FIONBIO, &on) == 0 ? 0 : -1;
-}
-
-static long sock_recv(cmio_fd fd, void *buf, size_t len)
-{
-    return recv((SOCKET)fd, (char *)buf, len > INT32_MAX ? INT32_MAX : (int)len, 0);
-}
-
-static long sock_send(cmio_fd fd, const void *buf, size_t len)
-{
-    return send((SOCKET)fd, (const char *)buf, len > INT32_MAX ? INT32_MAX : (int)len, 0);
-}
-
-static int64_t now_ns(void)
-{
-    return (int64_t)GetTickCount64() * 1000000;
-}
-#else
-#define SOCK_WOULDBLOCK(e) ((e) == EAGAIN || (e) == EWOULDBLOCK)
-#define SOCK_INTR(e) ((e) == EINTR)
-#define SOCK_INPROGRESS(e) ((e) == EINPROGRESS)
-#define SOCK_NOTCONN(e) ((e) == ENOTCONN)
-#define SOCK_RESET(e) ((e) == ECONNRESET || (e) == EPIPE || (e) == ECONNABORTED)
-#ifdef MSG_NOSIGNAL
-#define SEND_FLAGS MSG_NOSIGNAL
-#else
-#define SEND_FLAGS 0 /* SO_NOSIGPIPE is set on each socket instead */
-#endif
-
-static int sock_error(void)
-{
-    return errno;
-}
-
-static void sock_close(cmio_fd fd)
-{
-    close(fd);
-}
-
-static const char *sock_strerror(int err)
-{
-    return strerror(err);
-}
-
-static int sock_set_nonblocking(cmio_fd fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -1;
-    return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -1 : 0;
-}
-
-static long sock_recv(cmio_fd fd, void *buf, size_t len)
-{
-    return (long)recv(fd, buf, len, 0);
-}
-
-static long sock_send(cmio_fd fd, const void *buf, size_t len)
-{
-    return (long)send(fd, buf, len, SEND_FLAGS);
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-#endif
-
 /* Closes with an RST instead of a FIN: what a crashed or killed client
  * looks like to the server. */
 static void sock_abort(cmio_fd fd)
@@ -222,23 +82,6 @@ static void sock_abort(cmio_fd fd)
     lg.l_linger = 0;
     setsockopt(fd, SOL_SOCKET, SO_LINGER, (const char *)&lg, sizeof(lg));
     sock_close(fd);
-}
-
-#if defined(__MINGW32__)
-__attribute__((format(gnu_printf, 1, 2)))
-#elif defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static void log_msg(const char *fmt, ...)
-{
-    char line[320] = "echo_client: ";
-    size_t used = strlen(line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + used, sizeof(line) - used - 1, fmt, ap);
-    va_end(ap);
-    strcat(line, "\n");
-    fputs(line, stderr);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -427,11 +270,7 @@ static unsigned long long error_total(const struct client *cl)
     return n;
 }
 
-#if defined(__MINGW32__)
-__attribute__((format(gnu_printf, 3, 4)))
-#elif defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
+PRINTF_LIKE(3, 4)
 static void conn_error(struct client *cl, enum error_kind kind, const char *fmt, ...)
 {
     if (cl->errors[kind]++ < ERRORS_SHOWN) {
@@ -563,11 +402,7 @@ static void conn_start(struct client *cl, struct conn *c)
         cl->active--;
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof(one));
-#ifdef SO_NOSIGPIPE
-    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, (const char *)&one, sizeof(one));
-#endif
+    sock_tune(fd);
     c->fd = fd;
     c->state = ST_CONNECTING;
     cl->connecting++;
@@ -692,12 +527,8 @@ static int echo_send(struct client *cl, struct conn *c)
     }
     size_t n = end - c->send_off < CHUNK ? end - c->send_off : CHUNK;
     pattern(cl->out, msg_key(c->id, c->send_seq), c->send_off, n);
-    long k;
     int err;
-    do {
-        k = sock_send(c->fd, cl->out, n);
-        err = k < 0 ? sock_error() : 0;
-    } while (k < 0 && SOCK_INTR(err));
+    long k = sock_send(c->fd, cl->out, n, &err);
     if (k < 0) {
         if (SOCK_WOULDBLOCK(err)) {
             c->may_write = false;
@@ -751,12 +582,8 @@ static bool echo_check(struct client *cl, struct conn *c, const unsigned char *p
  * connection is gone (finished, or failed). */
 static int echo_recv(struct client *cl, struct conn *c, int *completed)
 {
-    long n;
     int err;
-    do {
-        n = sock_recv(c->fd, cl->in, CHUNK);
-        err = n < 0 ? sock_error() : 0;
-    } while (n < 0 && SOCK_INTR(err));
+    long n = sock_recv(c->fd, cl->in, CHUNK, &err);
     if (n < 0) {
         if (SOCK_WOULDBLOCK(err)) {
             c->may_read = false;
@@ -840,12 +667,8 @@ static void echo_run(struct client *cl, struct conn *c)
 static void noread_run(struct client *cl, struct conn *c)
 {
     while (c->may_write && !cl->stopping) {
-        long k;
         int err;
-        do {
-            k = sock_send(c->fd, cl->noise, CHUNK);
-            err = k < 0 ? sock_error() : 0;
-        } while (k < 0 && SOCK_INTR(err));
+        long k = sock_send(c->fd, cl->noise, CHUNK, &err);
         if (k >= 0) {
             c->sent += (uint64_t)k;
             cl->noread_bytes += (unsigned long long)k;
@@ -872,12 +695,8 @@ static void noread_run(struct client *cl, struct conn *c)
 /* Waits for the server to close the connection, and checks when it did. */
 static void idle_run(struct client *cl, struct conn *c)
 {
-    long n;
     int err;
-    do {
-        n = sock_recv(c->fd, cl->in, CHUNK);
-        err = n < 0 ? sock_error() : 0;
-    } while (n < 0 && SOCK_INTR(err));
+    long n = sock_recv(c->fd, cl->in, CHUNK, &err);
     if (n < 0 && SOCK_WOULDBLOCK(err)) {
         c->may_read = false;
         cmio_registry_rearm(cl->reg, c->fd, CMIO_READABLE);
@@ -1092,30 +911,6 @@ static void client_report(const struct client *cl, double secs)
     fflush(stdout);
 }
 
-/* Raises the soft descriptor limit to the hard one: thousands of
- * connections do not fit in a shell's default of 1024. */
-static void raise_fd_limit(size_t want)
-{
-#ifndef _WIN32
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t old = rl.rlim_cur;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-            rl.rlim_cur = old; /* macOS refuses more than OPEN_MAX */
-            getrlimit(RLIMIT_NOFILE, &rl);
-        }
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want)
-        log_msg("the descriptor limit is %llu, below the %zu needed: raise it with ulimit -n",
-                (unsigned long long)rl.rlim_cur, want);
-#else
-    (void)want;
-#endif
-}
-
 static void client_free(struct client *cl)
 {
     if (cl->conns != NULL) {
@@ -1147,7 +942,10 @@ static int client_init(struct client *cl, const char *host, const char *port)
         return -1;
     }
     cl->nslots = cl->nconns + cl->nnoread + cl->nidle;
-    raise_fd_limit(cl->nslots + 16);
+    unsigned long long limit;
+    if (!raise_fd_limit(cl->nslots + 16, &limit))
+        log_msg("the descriptor limit is %llu, below the %zu needed: raise it with ulimit -n", limit,
+                cl->nslots + 16);
     cl->conns = calloc(cl->nslots, sizeof(*cl->conns));
     cl->stamps = calloc(cl->nslots, cl->depth * sizeof(*cl->stamps));
     cl->out = malloc(CHUNK);
@@ -1195,105 +993,6 @@ static int client_init(struct client *cl, const char *host, const char *port)
 /* Options                                                                  */
 /* ------------------------------------------------------------------------ */
 
-#ifdef ECHO_NO_GETOPT_LONG
-/*
- * getopt_long's conventions for a C library without it (MSVC): "-s 8k",
- * "-s8k", grouped flags ("-qh"), "--size 8k", "--size=8k", unambiguous
- * prefixes of long names, and "--" to end the options. Unlike GNU's it does
- * not move operands: the first one ends the options (this program takes
- * none anyway). The same code is in echo_server.c.
- */
-enum { no_argument, required_argument };
-struct option {
-    const char *name;
-    int has_arg;
-    int *flag; /* unused: always NULL here */
-    int val;
-};
-static char *opt_arg;
-static int opt_ind = 1;
-static int opt_pos; /* inside a group of short options */
-
-static int opt_next(int argc, char **argv, const char *shorts, const struct option *longs)
-{
-    opt_arg = NULL;
-    if (opt_pos == 0) {
-        if (opt_ind >= argc || argv[opt_ind][0] != '-' || argv[opt_ind][1] == '\0')
-            return -1;
-        if (strcmp(argv[opt_ind], "--") == 0) {
-            opt_ind++;
-            return -1;
-        }
-        if (argv[opt_ind][1] == '-') {
-            char *name = argv[opt_ind++] + 2;
-            char *eq = strchr(name, '=');
-            size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
-            const struct option *found = NULL;
-            int matches = 0;
-            for (const struct option *o = longs; o->name != NULL; o++) {
-                if (strncmp(o->name, name, len) != 0)
-                    continue;
-                if (strlen(o->name) == len) { /* exact: wins over prefixes */
-                    found = o;
-                    matches = 1;
-                    break;
-                }
-                found = o;
-                matches++;
-            }
-            if (matches != 1) {
-                fprintf(stderr, "%s: %s option '--%.*s'\n", argv[0],
-                        matches == 0 ? "unrecognized" : "ambiguous", (int)len, name);
-                return '?';
-            }
-            if (found->has_arg == required_argument) {
-                if (eq != NULL)
-                    opt_arg = eq + 1;
-                else if (opt_ind < argc)
-                    opt_arg = argv[opt_ind++];
-                else {
-                    fprintf(stderr, "%s: option '--%s' requires an argument\n", argv[0], found->name);
-                    return '?';
-                }
-            } else if (eq != NULL) {
-                fprintf(stderr, "%s: option '--%s' doesn't allow an argument\n", argv[0], found->name);
-                return '?';
-            }
-            return found->val;
-        }
-        opt_pos = 1;
-    }
-    char *arg = argv[opt_ind];
-    int c = (unsigned char)arg[opt_pos++];
-    const char *spec = c != ':' ? strchr(shorts, c) : NULL;
-    if (arg[opt_pos] == '\0') {
-        opt_ind++;
-        opt_pos = 0;
-    }
-    if (spec == NULL) {
-        fprintf(stderr, "%s: invalid option -- '%c'\n", argv[0], c);
-        return '?';
-    }
-    if (spec[1] == ':') {
-        if (opt_pos != 0) { /* the rest of this argument */
-            opt_arg = arg + opt_pos;
-            opt_ind++;
-            opt_pos = 0;
-        } else if (opt_ind < argc) {
-            opt_arg = argv[opt_ind++];
-        } else {
-            fprintf(stderr, "%s: option requires an argument -- '%c'\n", argv[0], c);
-            return '?';
-        }
-    }
-    return c;
-}
-#else
-#define opt_arg optarg
-#define opt_ind optind
-#define opt_next(argc, argv, shorts, longs) getopt_long(argc, argv, shorts, longs, NULL)
-#endif
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -1331,25 +1030,6 @@ static void usage(FILE *f)
             MAX_PIPELINE, (int)(IDLE_LATE_NS / NS_PER_S));
 }
 
-/* A number with an optional k/m suffix, min to max. */
-static bool parse_size(const char *text, size_t min, size_t max, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0 || end == text || text[0] == '-')
-        return false;
-    unsigned long long mult = 1;
-    if (*end == 'k' || *end == 'K')
-        mult = 1024, end++;
-    else if (*end == 'm' || *end == 'M')
-        mult = 1024 * 1024, end++;
-    if (*end != '\0' || v > max / mult || v * mult < min)
-        return false;
-    *out = (size_t)(v * mult);
-    return true;
-}
-
 /* "SIZE" or "MIN-MAX". */
 static bool parse_size_range(const char *text, struct client *cl)
 {
@@ -1364,17 +1044,6 @@ static bool parse_size_range(const char *text, struct client *cl)
     lo[dash - text] = '\0';
     return parse_size(lo, 1, (size_t)64 << 20, &cl->min_size)
         && parse_size(dash + 1, 1, (size_t)64 << 20, &cl->max_size) && cl->min_size <= cl->max_size;
-}
-
-static bool parse_number(const char *text, double max, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !(v >= 0 && v <= max))
-        return false;
-    *out = v;
-    return true;
 }
 
 /* 0 to go on, else the exit status. */
@@ -1447,19 +1116,16 @@ static int parse_options(int argc, char **argv, struct client *cl, const char **
             usage(stdout);
             return 0;
         default:
-            fputs("Try 'echo_client --help' for more information.\n", stderr);
-            return 2;
+            return try_help();
         }
         if (!ok) {
             log_msg("bad value '%s' for -%c", opt_arg, c);
-            fputs("Try 'echo_client --help' for more information.\n", stderr);
-            return 2;
+            return try_help();
         }
     }
     if (opt_ind < argc) {
         log_msg("unexpected argument '%s'", argv[opt_ind]);
-        fputs("Try 'echo_client --help' for more information.\n", stderr);
-        return 2;
+        return try_help();
     }
     if (cl->nconns + cl->nnoread + cl->nidle == 0) {
         log_msg("no connections to make (-c, -n and -i are all 0)");
@@ -1473,6 +1139,7 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1";
     const char *port = "7000";
     double seconds = 5;
+    set_program_name("echo_client");
     struct client *cl = calloc(1, sizeof(*cl)); /* the histogram is large for a stack */
     if (cl == NULL) {
         log_msg("out of memory");
@@ -1488,16 +1155,10 @@ int main(int argc, char **argv)
         return status;
     }
 
-#ifdef _WIN32
-    WSADATA wsa;
-    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
-        log_msg("WSAStartup failed");
+    if (net_start() < 0) {
         free(cl);
         return 1;
     }
-#else
-    signal(SIGPIPE, SIG_IGN);
-#endif
 
     int64_t start = now_ns();
     int rc = client_init(cl, host, port);
@@ -1515,8 +1176,6 @@ int main(int argc, char **argv)
     }
     client_free(cl);
     free(cl);
-#ifdef _WIN32
-    WSACleanup();
-#endif
+    net_stop();
     return rc == 0 ? 0 : 1;
 }

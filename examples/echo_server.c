@@ -55,50 +55,19 @@
  * and closed at once, which tells the client right away instead of leaving
  * it queued.
  *
- * The socket and thread calls are wrapped so that a Windows build needs only
- * Winsock's start-up and its error names; the logic is the same everywhere.
+ * The socket and thread calls are wrapped (common.h, shared with
+ * echo_client.c) so that a Windows build needs only Winsock's start-up and
+ * its error names; the logic is the same everywhere.
  */
-#if defined(_MSC_VER) && !defined(_CRT_SECURE_NO_WARNINGS)
-#define _CRT_SECURE_NO_WARNINGS /* strerror, strcat: the portable names are used on purpose */
-#endif
-#if !defined(_WIN32) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* accept4, MSG_NOSIGNAL, getopt_long and POSIX declarations under -std=c11 */
-#endif
-#if defined(__MINGW32__) && !defined(__USE_MINGW_ANSI_STDIO)
-#define __USE_MINGW_ANSI_STDIO 1 /* C99 printf (%zu, %llu) instead of msvcrt's */
-#endif
-#if defined(_MSC_VER) && !defined(ECHO_NO_GETOPT_LONG)
-#define ECHO_NO_GETOPT_LONG 1 /* MSVC's C library has no getopt_long */
-#endif
+#include "common.h"
 
-#include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmio/poll.h>
-
-#ifdef _WIN32
-#include <winsock2.h>
-#include <ws2tcpip.h>
-#include <windows.h>
-#else
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
+#ifndef _WIN32
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-#endif
-#ifndef ECHO_NO_GETOPT_LONG
-#include <getopt.h>
 #endif
 
 /* Tokens on every poll: the shutdown waker, the listener, and for each
@@ -133,246 +102,13 @@
 #define MAX_THREADS 256
 
 /* ------------------------------------------------------------------------ */
-/* Sockets, threads and time, portably                                      */
-/* ------------------------------------------------------------------------ */
-
-#ifdef _WIN32
-#define SOCK_WOULDBLOCK(e) ((e) == WSAEWOULDBLOCK)
-#define SOCK_INTR(e) ((e) == WSAEINTR)
-#define SOCK_NO_DESCRIPTORS(e) ((e) == WSAEMFILE || (e) == WSAENOBUFS)
-#define SOCK_RESET(e) ((e) == WSAECONNRESET || (e) == WSAECONNABORTED)
-#define SEND_FLAGS 0
-
-static int sock_error(void)
-{
-    return WSAGetLastError();
-}
-
-static void sock_close(cmio_fd fd)
-{
-    closesocket((SOCKET)fd);
-}
-
-static const char *sock_strerror(int err)
-{
-    static char text[32];
-    snprintf(text, sizeof(text), "Winsock error %d", err);
-    return text;
-}
-
-static int sock_set_nonblocking(cmio_fd fd)
-{
-    u_long on = 1;
-    return ioctlsocket((SOCKET)fd, FIONBIO, &on) == 0 ? 0 : -1;
-}
-
-static long sock_recv(cmio_fd fd, void *buf, size_t len)
-{
-    return recv((SOCKET)fd, (char *)buf, len > INT32_MAX ? INT32_MAX : (int)len, 0);
-}
-
-static long sock_send(cmio_fd fd, const void *buf, size_t len)
-{
-    return send((SOCKET)fd, (const char *)buf, len > INT32_MAX ? INT32_MAX : (int)len, 0);
-}
-
-static cmio_fd sock_accept(cmio_fd listener)
-{
-    SOCKET s = accept((SOCKET)listener, NULL, NULL);
-    if (s == INVALID_SOCKET)
-        return CMIO_INVALID_FD;
-    if (sock_set_nonblocking((cmio_fd)s) < 0) {
-        int err = sock_error();
-        closesocket(s);
-        WSASetLastError(err);
-        return CMIO_INVALID_FD;
-    }
-    return (cmio_fd)s;
-}
-
-static int64_t now_ns(void)
-{
-    return (int64_t)GetTickCount64() * 1000000;
-}
-
-typedef HANDLE thread_t;
-#define THREAD_MAIN(name) DWORD WINAPI name(LPVOID arg)
-#define THREAD_END return 0
-
-static int thread_start(thread_t *t, LPTHREAD_START_ROUTINE fn, void *arg)
-{
-    *t = CreateThread(NULL, 0, fn, arg, 0, NULL);
-    return *t != NULL ? 0 : -1;
-}
-
-static void thread_join(thread_t t)
-{
-    WaitForSingleObject(t, INFINITE);
-    CloseHandle(t);
-}
-
-typedef CRITICAL_SECTION mutex_t;
-
-static void mutex_init(mutex_t *m)
-{
-    InitializeCriticalSection(m);
-}
-
-static void mutex_lock(mutex_t *m)
-{
-    EnterCriticalSection(m);
-}
-
-static void mutex_unlock(mutex_t *m)
-{
-    LeaveCriticalSection(m);
-}
-
-static void mutex_destroy(mutex_t *m)
-{
-    DeleteCriticalSection(m);
-}
-#else
-#define SOCK_WOULDBLOCK(e) ((e) == EAGAIN || (e) == EWOULDBLOCK)
-#define SOCK_INTR(e) ((e) == EINTR)
-/* ENOBUFS and ENOMEM are the kernel running short of socket memory: as with
- * descriptors, retrying at once cannot help. */
-#define SOCK_NO_DESCRIPTORS(e) ((e) == EMFILE || (e) == ENFILE || (e) == ENOBUFS || (e) == ENOMEM)
-#define SOCK_RESET(e) ((e) == ECONNRESET || (e) == EPIPE || (e) == ECONNABORTED)
-#ifdef MSG_NOSIGNAL
-#define SEND_FLAGS MSG_NOSIGNAL
-#else
-#define SEND_FLAGS 0 /* SO_NOSIGPIPE is set on each socket instead */
-#endif
-
-static int sock_error(void)
-{
-    return errno;
-}
-
-static void sock_close(cmio_fd fd)
-{
-    close(fd);
-}
-
-static const char *sock_strerror(int err)
-{
-    return strerror(err);
-}
-
-static int sock_set_nonblocking(cmio_fd fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -1;
-    return fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ? -1 : 0;
-}
-
-static long sock_recv(cmio_fd fd, void *buf, size_t len)
-{
-    return (long)recv(fd, buf, len, 0);
-}
-
-static long sock_send(cmio_fd fd, const void *buf, size_t len)
-{
-    return (long)send(fd, buf, len, SEND_FLAGS);
-}
-
-static cmio_fd sock_accept(cmio_fd listener)
-{
-#if defined(__linux__) && defined(SOCK_NONBLOCK)
-    return accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-    int fd = accept(listener, NULL, NULL);
-    if (fd >= 0 && sock_set_nonblocking(fd) < 0) {
-        int err = errno;
-        close(fd);
-        errno = err;
-        return -1;
-    }
-    return fd;
-#endif
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-typedef pthread_t thread_t;
-#define THREAD_MAIN(name) void *name(void *arg)
-#define THREAD_END return NULL
-
-static int thread_start(thread_t *t, void *(*fn)(void *), void *arg)
-{
-    return pthread_create(t, NULL, fn, arg) == 0 ? 0 : -1;
-}
-
-static void thread_join(thread_t t)
-{
-    pthread_join(t, NULL);
-}
-
-typedef pthread_mutex_t mutex_t;
-
-static void mutex_init(mutex_t *m)
-{
-    pthread_mutex_init(m, NULL);
-}
-
-static void mutex_lock(mutex_t *m)
-{
-    pthread_mutex_lock(m);
-}
-
-static void mutex_unlock(mutex_t *m)
-{
-    pthread_mutex_unlock(m);
-}
-
-static void mutex_destroy(mutex_t *m)
-{
-    pthread_mutex_destroy(m);
-}
-#endif
-
-/* Options every connected socket gets. Failures are harmless: the echo stays
- * correct, only latency (Nagle) or SIGPIPE safety (already ignored) suffer. */
-static void sock_tune(cmio_fd fd)
-{
-    int one = 1;
-    /* An echo is request/response: without TCP_NODELAY, Nagle's algorithm and
-     * the peer's delayed ACK can hold a partial echo back for tens of ms. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof(one));
-#ifdef SO_NOSIGPIPE
-    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, (const char *)&one, sizeof(one));
-#endif
-}
-
-#if defined(__MINGW32__)
-__attribute__((format(gnu_printf, 1, 2)))
-#elif defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static void log_msg(const char *fmt, ...)
-{
-    /* One write per line: stderr is unbuffered, and lines from a loaded
-     * server should neither interleave nor cost three system calls. */
-    char line[320] = "echo_server: ";
-    size_t used = strlen(line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + used, sizeof(line) - used - 1, fmt, ap);
-    va_end(ap);
-    strcat(line, "\n");
-    fputs(line, stderr);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Server state                                                             */
 /* ------------------------------------------------------------------------ */
+
+/* A worker's two lists of connections, each threaded through links in the
+ * connections themselves: the run queue (connections with work left from
+ * their last turn) and every connection, least recently active first. */
+enum list { RUNQ, LRU, LISTS };
 
 /*
  * A connection. Once a worker has adopted it, only that worker's thread
@@ -390,8 +126,7 @@ struct conn {
     bool queued;                   /* on the run queue */
     bool closed;                   /* waiting to be freed at the end of the batch */
     int64_t last_active;           /* when a byte last moved */
-    struct conn *run_prev, *run_next; /* run queue */
-    struct conn *lru_prev, *lru_next; /* the worker's connections, least recently active first */
+    struct conn *prev[LISTS], *next[LISTS]; /* in the worker's lists */
     struct conn *link;             /* in the hand-off inbox, then in the graveyard */
 };
 
@@ -425,8 +160,7 @@ struct worker {
     mutex_t inbox_lock;     /* guards inbox, and nothing else */
     struct conn *inbox;     /* handed over, not adopted yet */
 
-    struct conn *lru_head, *lru_tail;
-    struct conn *runq_head, *runq_tail;
+    struct conn *head[LISTS], *tail[LISTS]; /* the run queue and the LRU list */
     struct conn *graveyard; /* closed during this batch */
     int64_t now;            /* taken once per turn */
     int status;
@@ -469,58 +203,44 @@ struct server {
 /* Lists                                                                    */
 /* ------------------------------------------------------------------------ */
 
+static void list_append(struct worker *w, enum list l, struct conn *c)
+{
+    c->next[l] = NULL;
+    c->prev[l] = w->tail[l];
+    if (w->tail[l] != NULL)
+        w->tail[l]->next[l] = c;
+    else
+        w->head[l] = c;
+    w->tail[l] = c;
+}
+
+static void list_remove(struct worker *w, enum list l, struct conn *c)
+{
+    if (c->prev[l] != NULL)
+        c->prev[l]->next[l] = c->next[l];
+    else
+        w->head[l] = c->next[l];
+    if (c->next[l] != NULL)
+        c->next[l]->prev[l] = c->prev[l];
+    else
+        w->tail[l] = c->prev[l];
+    c->prev[l] = c->next[l] = NULL;
+}
+
 static void runq_push(struct worker *w, struct conn *c)
 {
     if (c->queued)
         return;
     c->queued = true;
-    c->run_next = NULL;
-    c->run_prev = w->runq_tail;
-    if (w->runq_tail != NULL)
-        w->runq_tail->run_next = c;
-    else
-        w->runq_head = c;
-    w->runq_tail = c;
+    list_append(w, RUNQ, c);
 }
 
 static void runq_remove(struct worker *w, struct conn *c)
 {
     if (!c->queued)
         return;
-    if (c->run_prev != NULL)
-        c->run_prev->run_next = c->run_next;
-    else
-        w->runq_head = c->run_next;
-    if (c->run_next != NULL)
-        c->run_next->run_prev = c->run_prev;
-    else
-        w->runq_tail = c->run_prev;
+    list_remove(w, RUNQ, c);
     c->queued = false;
-    c->run_prev = c->run_next = NULL;
-}
-
-static void lru_append(struct worker *w, struct conn *c)
-{
-    c->lru_next = NULL;
-    c->lru_prev = w->lru_tail;
-    if (w->lru_tail != NULL)
-        w->lru_tail->lru_next = c;
-    else
-        w->lru_head = c;
-    w->lru_tail = c;
-}
-
-static void lru_remove(struct worker *w, struct conn *c)
-{
-    if (c->lru_prev != NULL)
-        c->lru_prev->lru_next = c->lru_next;
-    else
-        w->lru_head = c->lru_next;
-    if (c->lru_next != NULL)
-        c->lru_next->lru_prev = c->lru_prev;
-    else
-        w->lru_tail = c->lru_prev;
-    c->lru_prev = c->lru_next = NULL;
 }
 
 /* Moving to the back on every activity keeps the list sorted by last
@@ -528,9 +248,9 @@ static void lru_remove(struct worker *w, struct conn *c)
 static void conn_touch(struct worker *w, struct conn *c)
 {
     c->last_active = w->now;
-    if (w->lru_tail != c) {
-        lru_remove(w, c);
-        lru_append(w, c);
+    if (w->tail[LRU] != c) {
+        list_remove(w, LRU, c);
+        list_append(w, LRU, c);
     }
 }
 
@@ -608,7 +328,7 @@ static void conn_close(struct worker *w, struct conn *c)
     c->fd = CMIO_INVALID_FD;
     ring_put(w, c);
     runq_remove(w, c);
-    lru_remove(w, c);
+    list_remove(w, LRU, c);
     c->closed = true;
     c->link = w->graveyard;
     w->graveyard = c;
@@ -643,12 +363,8 @@ static enum io_result conn_send(struct worker *w, struct conn *c, size_t *moved)
 {
     size_t limit = w->srv->limit;
     size_t run = limit - c->head < c->len ? limit - c->head : c->len;
-    long n;
     int err;
-    do {
-        n = sock_send(c->fd, c->ring + c->head, run);
-        err = n < 0 ? sock_error() : 0;
-    } while (n < 0 && SOCK_INTR(err));
+    long n = sock_send(c->fd, c->ring + c->head, run, &err);
     if (n < 0) {
         if (SOCK_WOULDBLOCK(err)) {
             c->may_write = false;
@@ -675,12 +391,8 @@ static enum io_result conn_send(struct worker *w, struct conn *c, size_t *moved)
 static enum io_result conn_echo_direct(struct worker *w, struct conn *c, size_t *moved)
 {
     size_t want = w->srv->limit < SCRATCH_BYTES ? w->srv->limit : SCRATCH_BYTES;
-    long n;
     int err;
-    do {
-        n = sock_recv(c->fd, w->scratch, want);
-        err = n < 0 ? sock_error() : 0;
-    } while (n < 0 && SOCK_INTR(err));
+    long n = sock_recv(c->fd, w->scratch, want, &err);
     if (n < 0) {
         if (SOCK_WOULDBLOCK(err)) {
             c->may_read = false;
@@ -694,10 +406,7 @@ static enum io_result conn_echo_direct(struct worker *w, struct conn *c, size_t 
     size_t got = (size_t)n, sent = 0;
     *moved += got;
     while (sent < got) {
-        do {
-            n = sock_send(c->fd, w->scratch + sent, got - sent);
-            err = n < 0 ? sock_error() : 0;
-        } while (n < 0 && SOCK_INTR(err));
+        n = sock_send(c->fd, w->scratch + sent, got - sent, &err);
         if (n < 0) {
             if (!SOCK_WOULDBLOCK(err))
                 return io_failed(w, err);
@@ -741,12 +450,8 @@ static enum io_result conn_recv(struct worker *w, struct conn *c, size_t *moved)
     /* Never full here, and head is 0 whenever the ring is empty. */
     size_t tail = (c->head + c->len) % limit;
     size_t room = tail >= c->head ? limit - tail : c->head - tail;
-    long n;
     int err;
-    do {
-        n = sock_recv(c->fd, c->ring + tail, room);
-        err = n < 0 ? sock_error() : 0;
-    } while (n < 0 && SOCK_INTR(err));
+    long n = sock_recv(c->fd, c->ring + tail, room, &err);
     if (n < 0) {
         if (SOCK_WOULDBLOCK(err)) {
             c->may_read = false;
@@ -841,9 +546,9 @@ static void runq_run(struct worker *w)
     /* Only the connections queued now: one that uses up its turn again goes
      * to the back and waits for the next round, after a non-blocking wait
      * has let everyone else in. */
-    struct conn *last = w->runq_tail;
-    while (w->runq_head != NULL) {
-        struct conn *c = w->runq_head;
+    struct conn *last = w->tail[RUNQ];
+    while (w->head[RUNQ] != NULL) {
+        struct conn *c = w->head[RUNQ];
         bool was_last = c == last;
         conn_run(w, c); /* takes c off the queue first */
         if (was_last)
@@ -858,8 +563,8 @@ static void worker_expire(struct worker *w)
     int64_t idle = w->srv->idle_ns;
     if (idle == 0)
         return;
-    while (w->lru_head != NULL && w->now - w->lru_head->last_active >= idle) {
-        conn_close(w, w->lru_head);
+    while (w->head[LRU] != NULL && w->now - w->head[LRU]->last_active >= idle) {
+        conn_close(w, w->head[LRU]);
         w->idle_closed++;
     }
 }
@@ -883,7 +588,7 @@ static struct conn *conn_new(cmio_fd fd, unsigned interest)
 static void worker_adopt(struct worker *w, struct conn *c)
 {
     c->last_active = w->now;
-    lru_append(w, c);
+    list_append(w, LRU, c);
     w->conns++;
 }
 
@@ -1092,12 +797,12 @@ static int64_t min_timeout(int64_t a, int64_t b)
 
 static int64_t worker_timeout(struct worker *w)
 {
-    if (w->runq_head != NULL || w->acc.more)
+    if (w->head[RUNQ] != NULL || w->acc.more)
         return 0;
     int64_t now = now_ns();
     int64_t timeout = acceptor_timeout(&w->acc, now);
-    if (w->srv->idle_ns > 0 && w->lru_head != NULL) {
-        int64_t left = w->lru_head->last_active + w->srv->idle_ns - now;
+    if (w->srv->idle_ns > 0 && w->head[LRU] != NULL) {
+        int64_t left = w->head[LRU]->last_active + w->srv->idle_ns - now;
         timeout = min_timeout(timeout, left > 0 ? left + IDLE_SLACK_NS : 0);
     }
     return timeout;
@@ -1147,8 +852,8 @@ static int worker_loop(struct worker *w)
 static void worker_close_all(struct worker *w)
 {
     worker_take_inbox(w);
-    while (w->lru_head != NULL)
-        conn_close(w, w->lru_head);
+    while (w->head[LRU] != NULL)
+        conn_close(w, w->head[LRU]);
     worker_bury(w);
     if (w->acc.fd != CMIO_INVALID_FD) {
         cmio_registry_deregister(w->reg, w->acc.fd);
@@ -1232,9 +937,6 @@ static int install_signals(cmio_waker *w)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sigemptyset(&sa.sa_mask);
-    sa.sa_handler = SIG_IGN;
-    if (sigaction(SIGPIPE, &sa, NULL) < 0)
-        return -1;
     sa.sa_handler = on_stop_signal;
     if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
         return -1;
@@ -1335,32 +1037,6 @@ static int listen_on(const char *host, const char *port, bool reuseport, cmio_fd
     return 0;
 }
 
-/* Raises the soft descriptor limit to the hard one: a server that holds
- * thousands of connections should not stop at a shell's default of 1024. */
-static void raise_fd_limit(size_t want)
-{
-#ifndef _WIN32
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t old = rl.rlim_cur;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-            /* macOS refuses more than OPEN_MAX whatever the hard limit. */
-            rl.rlim_cur = old;
-            getrlimit(RLIMIT_NOFILE, &rl);
-        }
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want)
-        log_msg("the descriptor limit is %llu, below %zu connections: accepting will pause "
-                "when it is reached (raise it with ulimit -n)",
-                (unsigned long long)rl.rlim_cur, want);
-#else
-    (void)want;
-#endif
-}
-
 /* ------------------------------------------------------------------------ */
 /* Running                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -1437,7 +1113,12 @@ static int server_init(struct server *s)
         if (worker_init(s, &s->workers[i], i) < 0)
             return -1;
 
-    raise_fd_limit(s->max_conns + 16 + (s->reuseport ? s->nthreads : 1));
+    size_t fds = s->max_conns + 16 + (s->reuseport ? s->nthreads : 1);
+    unsigned long long limit;
+    if (!raise_fd_limit(fds, &limit))
+        log_msg("the descriptor limit is %llu, below %zu connections: accepting will pause "
+                "when it is reached (raise it with ulimit -n)",
+                limit, fds);
     int rc = 0;
     cmio_waker *stop = s->workers[0].stop;
     if (s->nthreads > 1) {
@@ -1581,105 +1262,6 @@ static void server_report(const struct server *s)
 /* Options                                                                  */
 /* ------------------------------------------------------------------------ */
 
-#ifdef ECHO_NO_GETOPT_LONG
-/*
- * getopt_long's conventions for a C library without it (MSVC): "-b 8k",
- * "-b8k", grouped flags ("-Rh"), "--buffer 8k", "--buffer=8k", unambiguous
- * prefixes of long names, and "--" to end the options. Unlike GNU's it does
- * not move operands: the first one ends the options (this program takes
- * none anyway).
- */
-enum { no_argument, required_argument };
-struct option {
-    const char *name;
-    int has_arg;
-    int *flag; /* unused: always NULL here */
-    int val;
-};
-static char *opt_arg;
-static int opt_ind = 1;
-static int opt_pos; /* inside a group of short options */
-
-static int opt_next(int argc, char **argv, const char *shorts, const struct option *longs)
-{
-    opt_arg = NULL;
-    if (opt_pos == 0) {
-        if (opt_ind >= argc || argv[opt_ind][0] != '-' || argv[opt_ind][1] == '\0')
-            return -1;
-        if (strcmp(argv[opt_ind], "--") == 0) {
-            opt_ind++;
-            return -1;
-        }
-        if (argv[opt_ind][1] == '-') {
-            char *name = argv[opt_ind++] + 2;
-            char *eq = strchr(name, '=');
-            size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
-            const struct option *found = NULL;
-            int matches = 0;
-            for (const struct option *o = longs; o->name != NULL; o++) {
-                if (strncmp(o->name, name, len) != 0)
-                    continue;
-                if (strlen(o->name) == len) { /* exact: wins over prefixes */
-                    found = o;
-                    matches = 1;
-                    break;
-                }
-                found = o;
-                matches++;
-            }
-            if (matches != 1) {
-                fprintf(stderr, "%s: %s option '--%.*s'\n", argv[0],
-                        matches == 0 ? "unrecognized" : "ambiguous", (int)len, name);
-                return '?';
-            }
-            if (found->has_arg == required_argument) {
-                if (eq != NULL)
-                    opt_arg = eq + 1;
-                else if (opt_ind < argc)
-                    opt_arg = argv[opt_ind++];
-                else {
-                    fprintf(stderr, "%s: option '--%s' requires an argument\n", argv[0], found->name);
-                    return '?';
-                }
-            } else if (eq != NULL) {
-                fprintf(stderr, "%s: option '--%s' doesn't allow an argument\n", argv[0], found->name);
-                return '?';
-            }
-            return found->val;
-        }
-        opt_pos = 1;
-    }
-    char *arg = argv[opt_ind];
-    int c = (unsigned char)arg[opt_pos++];
-    const char *spec = c != ':' ? strchr(shorts, c) : NULL;
-    if (arg[opt_pos] == '\0') {
-        opt_ind++;
-        opt_pos = 0;
-    }
-    if (spec == NULL) {
-        fprintf(stderr, "%s: invalid option -- '%c'\n", argv[0], c);
-        return '?';
-    }
-    if (spec[1] == ':') {
-        if (opt_pos != 0) { /* the rest of this argument */
-            opt_arg = arg + opt_pos;
-            opt_ind++;
-            opt_pos = 0;
-        } else if (opt_ind < argc) {
-            opt_arg = argv[opt_ind++];
-        } else {
-            fprintf(stderr, "%s: option requires an argument -- '%c'\n", argv[0], c);
-            return '?';
-        }
-    }
-    return c;
-}
-#else
-#define opt_arg optarg
-#define opt_ind optind
-#define opt_next(argc, argv, shorts, longs) getopt_long(argc, argv, shorts, longs, NULL)
-#endif
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -1708,37 +1290,6 @@ static void usage(FILE *f)
             MAX_THREADS);
 }
 
-/* A positive number with an optional k/m suffix, at most max. */
-static bool parse_size(const char *text, size_t max, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0 || end == text || text[0] == '-')
-        return false;
-    unsigned long long mult = 1;
-    if (*end == 'k' || *end == 'K')
-        mult = 1024, end++;
-    else if (*end == 'm' || *end == 'M')
-        mult = 1024 * 1024, end++;
-    if (*end != '\0' || v == 0 || v > max / mult)
-        return false;
-    *out = (size_t)(v * mult);
-    return true;
-}
-
-/* Seconds, fractions allowed, 0 to max; as nanoseconds. */
-static bool parse_seconds(const char *text, double max, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !(v >= 0 && v <= max))
-        return false;
-    *out = (int64_t)(v * 1e9);
-    return true;
-}
-
 static bool parse_port(const char *text)
 {
     size_t n = strlen(text);
@@ -1763,6 +1314,7 @@ static int parse_options(int argc, char **argv, struct server *s)
     };
     int c;
     size_t n;
+    double secs;
     while ((c = opt_next(argc, argv, "a:p:t:Rc:b:i:h", longs)) != -1) {
         switch (c) {
         case 'a':
@@ -1776,7 +1328,7 @@ static int parse_options(int argc, char **argv, struct server *s)
             s->port = opt_arg;
             break;
         case 't':
-            if (strspn(opt_arg, "0123456789") != strlen(opt_arg) || !parse_size(opt_arg, MAX_THREADS, &n)) {
+            if (strspn(opt_arg, "0123456789") != strlen(opt_arg) || !parse_size(opt_arg, 1, MAX_THREADS, &n)) {
                 log_msg("bad thread count '%s' (1 to %d)", opt_arg, MAX_THREADS);
                 return 2;
             }
@@ -1786,35 +1338,34 @@ static int parse_options(int argc, char **argv, struct server *s)
             s->reuseport = true;
             break;
         case 'c':
-            if (!parse_size(opt_arg, 10000000, &s->max_conns)) {
+            if (!parse_size(opt_arg, 1, 10000000, &s->max_conns)) {
                 log_msg("bad connection count '%s' (1 to 10000000)", opt_arg);
                 return 2;
             }
             break;
         case 'b':
-            if (!parse_size(opt_arg, (size_t)1 << 30, &s->limit)) {
+            if (!parse_size(opt_arg, 1, (size_t)1 << 30, &s->limit)) {
                 log_msg("bad buffer size '%s' (1 to 1g)", opt_arg);
                 return 2;
             }
             break;
         case 'i':
-            if (!parse_seconds(opt_arg, 1e7, &s->idle_ns)) {
+            if (!parse_number(opt_arg, 1e7, &secs)) {
                 log_msg("bad idle timeout '%s' (seconds, 0 for none)", opt_arg);
                 return 2;
             }
+            s->idle_ns = (int64_t)(secs * 1e9);
             break;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            fputs("Try 'echo_server --help' for more information.\n", stderr);
-            return 2;
+            return try_help();
         }
     }
     if (opt_ind < argc) {
         log_msg("unexpected argument '%s'", argv[opt_ind]);
-        fputs("Try 'echo_server --help' for more information.\n", stderr);
-        return 2;
+        return try_help();
     }
 #ifndef REUSEPORT_OPTION
     if (s->reuseport) {
@@ -1828,6 +1379,7 @@ static int parse_options(int argc, char **argv, struct server *s)
 
 int main(int argc, char **argv)
 {
+    set_program_name("echo_server");
     struct server s;
     memset(&s, 0, sizeof(s));
     s.host = "127.0.0.1";
@@ -1835,18 +1387,13 @@ int main(int argc, char **argv)
     s.nthreads = 1;
     s.limit = 64 * 1024;
     s.max_conns = 1024;
-    s.idle_ns = (int64_t)60 * 1000000000;
+    s.idle_ns = 60 * NS_PER_S;
     int status = parse_options(argc, argv, &s);
     if (status >= 0)
         return status;
 
-#ifdef _WIN32
-    WSADATA wsa;
-    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
-        log_msg("WSAStartup failed");
+    if (net_start() < 0)
         return 1;
-    }
-#endif
 
     int rc = server_init(&s);
     if (rc == 0)
@@ -1855,8 +1402,6 @@ int main(int argc, char **argv)
     server_free(&s);
     if (rc == 0)
         server_report(&s);
-#ifdef _WIN32
-    WSACleanup();
-#endif
+    net_stop();
     return rc == 0 ? 0 : 1;
 }

@@ -33,40 +33,18 @@
 # cannot be read on this system.
 
 set -u
-
-die() {
-    echo "soak: FAILED: $*" >&2
-    exit 1
-}
+me=soak
+runner=
+. "$(dirname "$0")/common.sh"
 
 [ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR [SECONDS [SERVER_OPTIONS]]" >&2; exit 2; }
-build=$1
 secs=${2:-20}
 server_opts=${3:-"--threads 2"}
 buffer_kib=16
 idle=4
 
-bindir=
-for d in "$build/examples" "$build"; do
-    if [ -x "$d/echo_server" ] && [ -x "$d/echo_client" ]; then
-        bindir=$d
-        break
-    fi
-done
-[ -n "$bindir" ] || die "no echo_server and echo_client in $build/examples or $build (build them first)"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cmio-soak.XXXXXX") || die "mktemp"
-server_pid=
-hold_pid=
-cleanup() {
-    for p in $server_pid $hold_pid; do
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
+find_programs "$1"
+make_tmp
 
 # The RSS of process $1 in KiB, from /proc where there is one, else ps.
 rss_kib() {
@@ -75,26 +53,6 @@ rss_kib() {
     else
         ps -o rss= -p "$1" 2>/dev/null | tr -d ' '
     fi
-}
-
-# As in demo.sh: waits for child $1 and sets $status, killing it after $2
-# tenths of a second.
-wait_with_timeout() {
-    rm -f "$tmp/reaped"
-    (
-        i=0
-        while [ "$i" -lt "$2" ]; do
-            [ -e "$tmp/reaped" ] && exit 0
-            sleep 0.1
-            i=$((i + 1))
-        done
-        [ -e "$tmp/reaped" ] || kill -KILL "$1" 2>/dev/null
-    ) </dev/null >/dev/null 2>&1 &
-    watchdog=$!
-    wait "$1"
-    status=$?
-    : >"$tmp/reaped"
-    wait "$watchdog" 2>/dev/null
 }
 
 # Both programs raise their own soft limit to the hard one; raising it here
@@ -119,24 +77,8 @@ if [ "$limit" != unlimited ] && [ "$limit" -lt 2900 ]; then
 fi
 total=$((echo_conns + noread + idle_conns))
 
-# Port 0: the server picks a free port and prints it.
 # shellcheck disable=SC2086 # server_opts is a list of options
-"$bindir/echo_server" -a 127.0.0.1 -p 0 $server_opts -c $((total + 1000)) -b "${buffer_kib}k" -i "$idle" \
-    </dev/null >"$tmp/server.out" 2>"$tmp/server.err" &
-server_pid=$!
-port=
-i=0
-while [ "$i" -lt 100 ]; do
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/server.out")
-    [ -n "$port" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-if [ -z "$port" ]; then
-    cat "$tmp/server.err" >&2
-    die "the server did not start listening"
-fi
+start_server $server_opts -c $((total + 1000)) -b "${buffer_kib}k" -i "$idle"
 sleep 0.2
 base=$(rss_kib "$server_pid")
 if [ -z "$base" ]; then
@@ -192,7 +134,7 @@ echo "soak: server RSS: $base KiB at start, peak $peak KiB (bound $bound KiB), l
 # busy. That client fails (its server goes away); only the server is judged.
 "$bindir/echo_client" -a 127.0.0.1 -p "$port" -c 500 -s 1-8k -P 2 -n 100 -d 30 \
     </dev/null >"$tmp/hold.out" 2>"$tmp/hold.err" &
-hold_pid=$!
+client_pid=$!
 # Its progress line says when all 600 are open (at most 5 s here).
 i=0
 while [ "$i" -lt 50 ]; do
@@ -205,8 +147,8 @@ kill -TERM "$server_pid"
 wait_with_timeout "$server_pid" 10
 server_status=$status
 server_pid=
-wait_with_timeout "$hold_pid" 50
-hold_pid=
+wait_with_timeout "$client_pid" 50
+client_pid=
 stopped=$(sed -n 's/^echo_server: stopped in \([0-9.]*\) ms: .*/\1/p' "$tmp/server.err")
 sed -n 's/^echo_server: stopped/soak: server: stopped/p' "$tmp/server.err"
 if [ "$server_status" -ne 0 ]; then

@@ -42,11 +42,6 @@ struct cmio_waker {
 
 #define CMIO__KNOWN_BITS (CMIO__DIRECTIONS | CMIO_LEVEL | CMIO_ONESHOT)
 
-#ifdef _WIN32
-#define CMIO__BAD_FD(fd) ((fd) == CMIO_INVALID_FD)
-#else
-#define CMIO__BAD_FD(fd) ((fd) < 0)
-#endif
 
 /* ------------------------------------------------------------------------ */
 /* Allocation                                                               */
@@ -170,47 +165,40 @@ int cmio_poll_wait(cmio_poll *poll, cmio_events *events, int64_t timeout_ns)
 /* Registry                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static int validate_interest(unsigned interest)
+/* The checks register and reregister share: a handle, an interest with a
+ * direction and only known bits, a possible fd. */
+static int check_registration(const cmio_registry *r, cmio_fd fd, unsigned interest)
 {
-    if ((interest & ~CMIO__KNOWN_BITS) != 0 || (interest & CMIO__DIRECTIONS) == 0)
+    if (r == NULL || (interest & ~CMIO__KNOWN_BITS) != 0 || (interest & CMIO__DIRECTIONS) == 0)
         return -EINVAL;
-    return 0;
+    return CMIO__FD_INVALID(fd) ? -EBADF : 0;
 }
 
 int cmio_registry_register(cmio_registry *r, cmio_fd fd, cmio_token t, unsigned interest)
 {
-    if (r == NULL || validate_interest(interest) < 0)
-        return -EINVAL;
-    if (CMIO__BAD_FD(fd))
-        return -EBADF;
-    return cmio__sel_register(r->q->sel, fd, t, interest);
+    int rc = check_registration(r, fd, interest);
+    return rc < 0 ? rc : cmio__sel_register(r->q->sel, fd, t, interest);
 }
 
 int cmio_registry_reregister(cmio_registry *r, cmio_fd fd, cmio_token t, unsigned interest)
 {
-    if (r == NULL || validate_interest(interest) < 0)
-        return -EINVAL;
-    if (CMIO__BAD_FD(fd))
-        return -EBADF;
-    return cmio__sel_reregister(r->q->sel, fd, t, interest);
+    int rc = check_registration(r, fd, interest);
+    return rc < 0 ? rc : cmio__sel_reregister(r->q->sel, fd, t, interest);
 }
 
 int cmio_registry_deregister(cmio_registry *r, cmio_fd fd)
 {
     if (r == NULL)
         return -EINVAL;
-    if (CMIO__BAD_FD(fd))
+    if (CMIO__FD_INVALID(fd))
         return -EBADF;
     return cmio__sel_deregister(r->q->sel, fd);
 }
 
 int cmio__registry_rearm(cmio_registry *r, cmio_fd fd, unsigned directions)
 {
-    if (r == NULL || (directions & CMIO__DIRECTIONS) == 0 || (directions & ~CMIO__DIRECTIONS) != 0)
-        return -EINVAL;
-    if (CMIO__BAD_FD(fd))
-        return -EBADF;
-    return cmio__sel_rearm(r->q->sel, fd, directions);
+    int rc = cmio__rearm_check(r, fd, directions);
+    return rc < 0 ? rc : cmio__sel_rearm(r->q->sel, fd, directions);
 }
 
 int cmio_registry_clone(cmio_registry *r, cmio_registry **out)

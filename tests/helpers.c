@@ -9,7 +9,7 @@
 #ifdef _WIN32
 #include <windows.h>
 #define CLOSESOCK closesocket
-static int last_error(void) { return WSAGetLastError(); }
+int test_last_error(void) { return WSAGetLastError(); }
 #else
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -19,7 +19,7 @@ static int last_error(void) { return WSAGetLastError(); }
 #include <signal.h>
 #include <time.h>
 #define CLOSESOCK close
-static int last_error(void) { return errno; }
+int test_last_error(void) { return errno; }
 #endif
 
 void test_init(void)
@@ -79,6 +79,18 @@ int test_open_fds(void)
 #endif
 }
 
+/* Fails a test (from its teardown) that changed the number of open
+ * descriptors; `before` < 0 means the count is unknown here. */
+static int check_fds(int before)
+{
+    int after = test_open_fds();
+    if (before >= 0 && after != before) {
+        print_error("descriptor leak: %d open before the test, %d after\n", before, after);
+        return -1;
+    }
+    return 0;
+}
+
 int test_setup(void **state)
 {
     test_ctx *c = calloc(1, sizeof(*c));
@@ -99,15 +111,10 @@ int test_teardown(void **state)
         return 0;
     cmio_events_free(c->events);
     cmio_poll_free(c->poll);
-    int after = test_open_fds();
     int before = c->fds_before;
     free(c);
     *state = NULL;
-    if (before >= 0 && after != before) {
-        print_error("descriptor leak: %d open before the test, %d after\n", before, after);
-        return -1;
-    }
-    return 0;
+    return check_fds(before);
 }
 
 int test_fd_mark(void **state)
@@ -118,13 +125,7 @@ int test_fd_mark(void **state)
 
 int test_fd_check(void **state)
 {
-    int before = (int)(intptr_t)*state;
-    int after = test_open_fds();
-    if (before >= 0 && after != before) {
-        print_error("descriptor leak: %d open before the test, %d after\n", before, after);
-        return -1;
-    }
-    return 0;
+    return check_fds((int)(intptr_t)*state);
 }
 
 unsigned test_event_flags(const cmio_event *e)
@@ -147,6 +148,24 @@ unsigned test_event_flags(const cmio_event *e)
 
 #define MAX_EXPECT 64
 
+/* One wait of the time left before deadline: the number of events, or -1
+ * once the deadline has passed. A signal just waits again; any other error
+ * fails the test. */
+static int wait_until(test_ctx *c, int64_t deadline, const char *file, int line)
+{
+    for (;;) {
+        int64_t left = deadline - test_now_ns();
+        if (left <= 0)
+            return -1;
+        int rc = cmio_poll_wait(c->poll, c->events, left);
+        if (rc == -EINTR)
+            continue;
+        if (rc < 0)
+            fail_msg("%s:%d: cmio_poll_wait: %s", file, line, cmio_strerror(rc));
+        return rc;
+    }
+}
+
 void expect_events_(test_ctx *c, int64_t timeout_ns, int others_ok, const expect_t *exp, size_t n,
                     const char *file, int line)
 {
@@ -161,14 +180,9 @@ void expect_events_(test_ctx *c, int64_t timeout_ns, int others_ok, const expect
             done += got[i] && (seen[i] & exp[i].flags) == exp[i].flags;
         if (done == n)
             return;
-        int64_t left = deadline - test_now_ns();
-        if (left <= 0)
-            break;
-        int rc = cmio_poll_wait(c->poll, c->events, left);
-        if (rc == -EINTR)
-            continue;
+        int rc = wait_until(c, deadline, file, line);
         if (rc < 0)
-            fail_msg("%s:%d: cmio_poll_wait: %s", file, line, cmio_strerror(rc));
+            break;
         for (int k = 0; k < rc; k++) {
             const cmio_event *e = cmio_events_get(c->events, (size_t)k);
             cmio_token t = cmio_event_token(e);
@@ -197,14 +211,9 @@ void expect_silence_(test_ctx *c, int64_t timeout_ns, cmio_token token, const ch
 {
     int64_t deadline = test_now_ns() + timeout_ns;
     for (;;) {
-        int64_t left = deadline - test_now_ns();
-        if (left <= 0)
-            return;
-        int rc = cmio_poll_wait(c->poll, c->events, left);
-        if (rc == -EINTR)
-            continue;
+        int rc = wait_until(c, deadline, file, line);
         if (rc < 0)
-            fail_msg("%s:%d: cmio_poll_wait: %s", file, line, cmio_strerror(rc));
+            return;
         for (int k = 0; k < rc; k++) {
             const cmio_event *e = cmio_events_get(c->events, (size_t)k);
             if (token == ANY_TOKEN || cmio_event_token(e) == token)
@@ -237,7 +246,7 @@ void test_pair_close(cmio_fd sv[2])
     test_close(sv[1]);
 }
 
-static struct sockaddr_in loopback(uint16_t port)
+struct sockaddr_in test_loopback(uint16_t port)
 {
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));
@@ -259,7 +268,7 @@ cmio_fd test_tcp_listener(uint16_t *port)
 {
     cmio_fd l = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(l != CMIO_INVALID_FD);
-    struct sockaddr_in a = loopback(0);
+    struct sockaddr_in a = test_loopback(0);
     assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(l, 128), 0);
     test_set_nonblocking(l);
@@ -272,9 +281,9 @@ cmio_fd test_tcp_connect(uint16_t port)
     cmio_fd s = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(s != CMIO_INVALID_FD);
     test_set_nonblocking(s);
-    struct sockaddr_in a = loopback(port);
+    struct sockaddr_in a = test_loopback(port);
     if (connect(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        int err = last_error();
+        int err = test_last_error();
 #ifdef _WIN32
         assert_true(err == WSAEWOULDBLOCK);
 #else
@@ -294,7 +303,7 @@ void test_tcp_pair(cmio_fd out[2])
     while (a == CMIO_INVALID_FD) {
         a = accept(l, NULL, NULL);
         if (a == CMIO_INVALID_FD) {
-            assert_true(TEST_WOULDBLOCK(last_error()));
+            assert_true(TEST_WOULDBLOCK(test_last_error()));
             assert_true(test_now_ns() < deadline);
             test_sleep_ms(1);
         }
@@ -321,7 +330,7 @@ cmio_fd test_udp_socket(uint16_t *port)
 {
     cmio_fd s = socket(AF_INET, SOCK_DGRAM, 0);
     assert_true(s != CMIO_INVALID_FD);
-    struct sockaddr_in a = loopback(0);
+    struct sockaddr_in a = test_loopback(0);
     assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
     test_set_nonblocking(s);
     *port = local_port(s);
@@ -340,7 +349,7 @@ long test_send(cmio_fd fd, const void *buf, size_t len, int *err)
 #endif
 #endif
     if (n < 0 && err != NULL)
-        *err = last_error();
+        *err = test_last_error();
     return (long)n;
 }
 
@@ -352,7 +361,7 @@ long test_recv(cmio_fd fd, void *buf, size_t len, int *err)
     ssize_t n = recv(fd, buf, len, 0);
 #endif
     if (n < 0 && err != NULL)
-        *err = last_error();
+        *err = test_last_error();
     return (long)n;
 }
 

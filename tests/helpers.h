@@ -27,10 +27,13 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #define TEST_WOULDBLOCK(err) ((err) == WSAEWOULDBLOCK)
+#define TEST_SHUT_WR SD_SEND
 #else
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #define TEST_WOULDBLOCK(err) ((err) == EAGAIN || (err) == EWOULDBLOCK)
+#define TEST_SHUT_WR SHUT_WR
 #endif
 
 #define MS ((int64_t)1000000)
@@ -118,6 +121,11 @@ cmio_fd test_tcp_listener(uint16_t *port);
 cmio_fd test_tcp_connect(uint16_t port);
 /* A bound non-blocking UDP socket on 127.0.0.1. */
 cmio_fd test_udp_socket(uint16_t *port);
+
+/* The last socket error: errno, or WSAGetLastError() on Windows. */
+int test_last_error(void);
+/* 127.0.0.1:port. */
+struct sockaddr_in test_loopback(uint16_t port);
 
 void test_set_nonblocking(cmio_fd fd);
 void test_close(cmio_fd fd);

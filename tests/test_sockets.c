@@ -14,18 +14,14 @@
 #include "helpers.h"
 
 #ifdef _WIN32
-#define TEST_SHUT_WR SD_SEND
 #define TEST_ECONNREFUSED WSAECONNREFUSED
 #define TEST_ECONNRESET WSAECONNRESET
-static int os_error(void) { return WSAGetLastError(); }
 #else
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#define TEST_SHUT_WR SHUT_WR
 #define TEST_ECONNREFUSED ECONNREFUSED
 #define TEST_ECONNRESET ECONNRESET
-static int os_error(void) { return errno; }
 #endif
 
 #define WAIT (5000 * MS) /* upper bound for something that must happen */
@@ -74,16 +70,6 @@ static int socket_error(cmio_fd fd)
     return err;
 }
 
-static struct sockaddr_in loopback_addr(uint16_t port)
-{
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
-}
-
 /* Accepts until the listener would block; returns how many came in. */
 static size_t accept_all(cmio_fd l, cmio_fd *out, size_t room)
 {
@@ -91,7 +77,7 @@ static size_t accept_all(cmio_fd l, cmio_fd *out, size_t room)
     for (;;) {
         cmio_fd a = accept(l, NULL, NULL);
         if (a == CMIO_INVALID_FD) {
-            int err = os_error();
+            int err = test_last_error();
             if (!TEST_WOULDBLOCK(err))
                 fail_msg("accept: unexpected error %d", err);
             return n;
@@ -161,7 +147,7 @@ static void connecting_socket_writable_when_connected(void **state)
     cmio_fd a;
     int64_t deadline = test_now_ns() + WAIT;
     while ((a = accept(l, NULL, NULL)) == CMIO_INVALID_FD) {
-        assert_true(TEST_WOULDBLOCK(os_error()));
+        assert_true(TEST_WOULDBLOCK(test_last_error()));
         assert_true(test_now_ns() < deadline);
         test_sleep_ms(1);
     }
@@ -190,7 +176,7 @@ static void connect_refused_reports_error(void **state)
      * stays ours (nobody else can start listening on it) during the test. */
     cmio_fd bound = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(bound != CMIO_INVALID_FD);
-    struct sockaddr_in a = loopback_addr(0);
+    struct sockaddr_in a = test_loopback(0);
     assert_int_equal(bind(bound, (struct sockaddr *)&a, sizeof(a)), 0);
     socklen_t alen = sizeof(a);
     assert_int_equal(getsockname(bound, (struct sockaddr *)&a, &alen), 0);
@@ -200,7 +186,7 @@ static void connect_refused_reports_error(void **state)
     test_set_nonblocking(s);
     int rc = connect(s, (struct sockaddr *)&a, sizeof(a));
     assert_int_not_equal(rc, 0);
-    int err = os_error();
+    int err = test_last_error();
 #ifdef _WIN32
     assert_int_equal(err, WSAEWOULDBLOCK);
 #else
@@ -302,7 +288,7 @@ static void half_close_is_read_closed_and_still_writable(void **state)
 
 static void send_datagram(cmio_fd from, uint16_t to_port, const char *msg)
 {
-    struct sockaddr_in to = loopback_addr(to_port);
+    struct sockaddr_in to = test_loopback(to_port);
     size_t len = strlen(msg);
     long n = (long)sendto(from, msg, (int)len, 0, (struct sockaddr *)&to, sizeof(to));
     assert_int_equal(n, (long)len);

@@ -63,9 +63,7 @@ typedef struct {
 static TEST_THREAD_MAIN(register_later)
 {
     reg_job *j = arg;
-    while (cmio__atomic_load(&j->go) == 0)
-        test_thread_yield();
-    test_sleep_ms(100);
+    test_thread_await(&j->go, 100);
     j->at = test_now_ns();
     if (j->reregister)
         j->rc = cmio_registry_reregister(j->clone, j->fd, j->token, CMIO_WRITABLE | CMIO_ONESHOT);
@@ -160,9 +158,7 @@ typedef struct {
 static TEST_THREAD_MAIN(rearm_then_send)
 {
     rearm_job *j = arg;
-    while (cmio__atomic_load(&j->go) == 0)
-        test_thread_yield();
-    test_sleep_ms(100);
+    test_thread_await(&j->go, 100);
     j->at = test_now_ns();
     j->rc = cmio_registry_rearm(j->clone, j->fd, CMIO_READABLE);
     j->sent = test_send(j->peer, "y", 1, NULL);
@@ -234,9 +230,7 @@ typedef struct {
 static TEST_THREAD_MAIN(register_many)
 {
     many_job *j = arg;
-    while (cmio__atomic_load(&j->go) == 0)
-        test_thread_yield();
-    test_sleep_ms(100);
+    test_thread_await(&j->go, 100);
     for (int i = 0; i < MANY; i++) {
         int rc = cmio_registry_register(j->clone, j->sv[i][0], 1000 + (cmio_token)i, CMIO_READABLE);
         if (rc != 0)
@@ -309,8 +303,7 @@ static TEST_THREAD_MAIN(second_waiter)
         cmio_waker_wake(j->waker);
         TEST_THREAD_END;
     }
-    while (cmio__atomic_load(&j->go) == 0)
-        test_thread_yield();
+    test_thread_await(&j->go, 0);
     /* Until the main thread is inside its wait, this wait gets in first
      * (and finds nothing); once it is, this one is refused. */
     for (int i = 0; i < 400 && !j->busy && j->other_rc == 0; i++) {

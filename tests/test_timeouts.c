@@ -176,9 +176,7 @@ typedef struct {
 static TEST_THREAD_MAIN(act_later)
 {
     later_job *j = arg;
-    while (cmio__atomic_load(&j->go) == 0)
-        test_thread_yield();
-    test_sleep_ms(LATER_MS);
+    test_thread_await(&j->go, LATER_MS);
     if (j->waker != NULL) {
         j->rc = cmio_waker_wake(j->waker);
     } else {

@@ -39,9 +39,7 @@ typedef struct {
 static TEST_THREAD_MAIN(wake_later)
 {
     wake_later_job *j = arg;
-    while (cmio__atomic_load(&j->go) == 0)
-        test_thread_yield();
-    test_sleep_ms(j->delay_ms);
+    test_thread_await(&j->go, j->delay_ms);
     j->woke_at = test_now_ns();
     j->rc = cmio_waker_wake(j->waker);
     TEST_THREAD_END;

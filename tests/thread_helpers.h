@@ -133,4 +133,15 @@ static inline void test_restore_signal(int sig, const struct sigaction *old)
 }
 #endif /* _WIN32 */
 
+/* In a helper thread: waits until the main thread sets *go (just before it
+ * blocks in a wait), then sleeps ms more so that the wait is surely
+ * blocked when the helper acts. */
+static inline void test_thread_await(cmio__atomic *go, int ms)
+{
+    while (cmio__atomic_load(go) == 0)
+        test_thread_yield();
+    if (ms > 0)
+        test_sleep_ms(ms);
+}
+
 #endif /* CMIO_TEST_THREAD_HELPERS_H_ */

@@ -443,19 +443,24 @@ static inline bool cmio_event_is_write_closed(const cmio_event *e)
 /* The out-of-line part of rearm, on backends that emulate edges. */
 CMIO_API int cmio__registry_rearm(cmio_registry *r, cmio_fd fd, unsigned directions);
 
+/* The argument checks of rearm, shared by the inline fast path below and
+ * the library's out-of-line part. */
+#ifdef _WIN32
+#define CMIO__FD_INVALID(fd) ((fd) == CMIO_INVALID_FD)
+#else
+#define CMIO__FD_INVALID(fd) ((fd) < 0)
+#endif
+static inline int cmio__rearm_check(const cmio_registry *r, cmio_fd fd, unsigned directions)
+{
+    if (r == NULL || (directions & CMIO__DIRECTIONS) == 0 || (directions & ~CMIO__DIRECTIONS) != 0)
+        return -EINVAL;
+    return CMIO__FD_INVALID(fd) ? -EBADF : 0;
+}
+
 static inline int cmio_registry_rearm(cmio_registry *r, cmio_fd fd, unsigned directions)
 {
 #if defined(CMIO_NATIVE_EDGE)
-    if (r == NULL || (directions & CMIO__DIRECTIONS) == 0 || (directions & ~CMIO__DIRECTIONS) != 0)
-        return -EINVAL;
-#ifdef _WIN32
-    if (fd == CMIO_INVALID_FD)
-        return -EBADF;
-#else
-    if (fd < 0)
-        return -EBADF;
-#endif
-    return 0;
+    return cmio__rearm_check(r, fd, directions);
 #else
     return cmio__registry_rearm(r, fd, directions);
 #endif
